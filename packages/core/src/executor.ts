@@ -1,0 +1,31 @@
+/** One sequence's share of a step: its new tokens and where its KV lives. */
+export interface StepSequence {
+  /** The tokens run this step (positions `start .. start + tokenIds.length - 1`). */
+  tokenIds: ArrayLike<number>;
+  /** Position of the first new token = tokens of this sequence already in the KV cache. */
+  start: number;
+  /** Physical blocks of the sequence, covering at least `start + tokenIds.length` tokens. */
+  blockTable: readonly number[];
+  /** Whether to return logits for the last new token. */
+  sample: boolean;
+}
+
+export interface KvPoolShape {
+  numBlocks: number;
+  blockSize: number;
+}
+
+/**
+ * Runs the model: owns the sessions and the physical KV pool. One `run` per engine step; it reads
+ * the batch's cached KV from the pool and writes the new tokens' KV into it at their slots.
+ */
+export interface Executor {
+  readonly device: string;
+  readonly vocabSize: number;
+  /** Bytes of KV one cached token takes: 2 × layers × kv heads × head dim × bytes per element. */
+  readonly kvBytesPerToken: number;
+  readonly pool: KvPoolShape;
+  /** Logits of the sampled sequences, in batch order: [numSampled × vocabSize]. */
+  run(batch: readonly StepSequence[]): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,16 @@
+export * from './container.js';
+export * from './errors.js';
+export * from './executor.js';
+export * from './kv-cache.js';
+export * from './loader/chat-template.js';
+export * from './loader/checkpoint.js';
+export * from './loader/safetensors.js';
+export * from './loader/tokenizer.js';
+export * from './model.js';
+export * from './models/llama-family.js';
+export * from './prefix-keys.js';
+export * from './registry.js';
+export * from './sampling-params.js';
+export * from './scheduler.js';
+export * from './sequence.js';
+export type { DependencyContainer } from 'tsyringe';

@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import { SwitchyardError } from '../errors.js';
+import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
+import type { Checkpoint } from '../loader/checkpoint.js';
+import type { DecoderSpec } from '../model.js';
+import { DecoderIO } from '../onnx/decoder-graph.js';
+import { type CachedGraph, decoderGraph } from './graph-cache.js';
+
+const MASKED = -1e9;
+
+export interface CpuExecutorOptions extends KvPoolShape {
+  /** Intra-op threads for ORT (default: ORT's choice). */
+  numThreads?: number;
+}
+
+/**
+ * The CPU execution provider in fp32. The KV pool is one Float32Array per layer for K and one for
+ * V, laid out [numBlocks · blockSize, kvHeads · headDim]: slot = block · blockSize + offset. Each
+ * step gathers the batch's cached KV from the pool, runs the decoder graph once over the packed
+ * tokens, and scatters the new tokens' K/V back to their slots.
+ */
+export class CpuExecutor implements Executor {
+  readonly device = 'cpu';
+  readonly vocabSize: number;
+  readonly kvBytesPerToken: number;
+  readonly pool: KvPoolShape;
+  private readonly rowSize: number;
+  private readonly keys: Float32Array[];
+  private readonly values: Float32Array[];
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly spec: DecoderSpec,
+    options: CpuExecutorOptions,
+  ) {
+    this.vocabSize = spec.vocabSize;
+    this.rowSize = spec.numKvHeads * spec.headDim;
+    this.kvBytesPerToken = 2 * spec.numLayers * this.rowSize * Float32Array.BYTES_PER_ELEMENT;
+    this.pool = { numBlocks: options.numBlocks, blockSize: options.blockSize };
+    const slots = options.numBlocks * options.blockSize;
+    this.keys = Array.from({ length: spec.numLayers }, () => new Float32Array(slots * this.rowSize));
+    this.values = Array.from({ length: spec.numLayers }, () => new Float32Array(slots * this.rowSize));
+  }
+
+  static async create(ckpt: Checkpoint, spec: DecoderSpec, options: CpuExecutorOptions): Promise<CpuExecutor> {
+    const graph = decoderGraph(ckpt, spec, 'cpu');
+    let session: ort.InferenceSession;
+    try {
+      session = await createSession(graph, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+        ...(options.numThreads ? { intraOpNumThreads: options.numThreads } : {}),
+      });
+    } catch (e) {
+      throw new SwitchyardError(`ONNX Runtime could not load the decoder graph built for ${ckpt.dir}: ${(e as Error).message}`, 'model_load');
+    }
+    return new CpuExecutor(session, spec, options);
+  }
+
+  async run(batch: readonly StepSequence[]): Promise<Float32Array> {
+    const { blockSize } = this.pool;
+    const row = this.rowSize;
+    const B = batch.length;
+    let T = 0;
+    let P = 0;
+    let Lq = 0;
+    let Lk = 0;
+    let S = 0;
+    for (const s of batch) {
+      T += s.tokenIds.length;
+      P += s.start;
+      Lq = Math.max(Lq, s.tokenIds.length);
+      Lk = Math.max(Lk, s.start + s.tokenIds.length);
+      if (s.sample) S++;
+    }
+    const inputIds = new Int32Array(T);
+    const positions = new Int32Array(T);
+    const kvIndex = new Int32Array(B * Lk);
+    const qIndex = new Int32Array(B * Lq);
+    const outIndex = new Int32Array(T);
+    const bias = new Float32Array(B * Lq * Lk).fill(MASKED);
+    const sampleIndex = new Int32Array(S);
+    const newSlots = new Int32Array(T);
+    const pastSlots = new Int32Array(P);
+
+    let t = 0;
+    let past = 0;
+    let sampled = 0;
+    batch.forEach((s, b) => {
+      const n = s.tokenIds.length;
+      for (let j = 0; j < s.start; j++) {
+        pastSlots[past + j] = slotOf(s.blockTable, j, blockSize);
+        kvIndex[b * Lk + j] = past + j;
+      }
+      for (let i = 0; i < n; i++) {
+        const pos = s.start + i;
+        inputIds[t + i] = s.tokenIds[i];
+        positions[t + i] = pos;
+        newSlots[t + i] = slotOf(s.blockTable, pos, blockSize);
+        kvIndex[b * Lk + pos] = P + t + i;
+        qIndex[b * Lq + i] = t + i;
+        outIndex[t + i] = b * Lq + i;
+        bias.fill(0, (b * Lq + i) * Lk, (b * Lq + i) * Lk + pos + 1);
+      }
+      if (s.sample) sampleIndex[sampled++] = t + n - 1;
+      t += n;
+      past += s.start;
+    });
+
+    const feeds: Record<string, ort.Tensor> = {
+      [DecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
+      [DecoderIO.positionIds]: new ort.Tensor('int32', positions, [T]),
+      [DecoderIO.kvIndex]: new ort.Tensor('int32', kvIndex, [B * Lk]),
+      [DecoderIO.qIndex]: new ort.Tensor('int32', qIndex, [B * Lq]),
+      [DecoderIO.outIndex]: new ort.Tensor('int32', outIndex, [T]),
+      [DecoderIO.attnBias]: new ort.Tensor('float32', bias, [B, 1, 1, Lq, Lk]),
+      [DecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
+    };
+    for (let l = 0; l < this.spec.numLayers; l++) {
+      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', gatherRows(this.keys[l], pastSlots, row), [P, row]);
+      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', gatherRows(this.values[l], pastSlots, row), [P, row]);
+    }
+    const out = await this.session.run(feeds);
+    for (let l = 0; l < this.spec.numLayers; l++) {
+      scatterRows(this.keys[l], newSlots, out[DecoderIO.presentKey(l)].data as Float32Array, row);
+      scatterRows(this.values[l], newSlots, out[DecoderIO.presentValue(l)].data as Float32Array, row);
+    }
+    for (const tensor of Object.values(out)) if (tensor !== out[DecoderIO.logits]) tensor.dispose();
+    return out[DecoderIO.logits].data as Float32Array;
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Opens a cached graph, from memory when its weights lie in the checkpoint folder. */
+export async function createSession(graph: CachedGraph, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  if (!graph.externalDataFolder) return ort.InferenceSession.create(graph.path, options);
+  const bytes = new Uint8Array(readFileSync(graph.path));
+  return ort.InferenceSession.create(bytes, {
+    ...options,
+    extra: { session: { model_external_initializers_file_folder_path: graph.externalDataFolder } },
+  });
+}
+
+function slotOf(table: readonly number[], pos: number, blockSize: number): number {
+  const block = table[Math.floor(pos / blockSize)];
+  if (block === undefined) throw new Error(`block table too short for position ${pos}`);
+  return block * blockSize + (pos % blockSize);
+}
+
+/** Copies pool rows at `slots` into a dense array, one run of consecutive slots at a time. */
+function gatherRows(pool: Float32Array, slots: Int32Array, row: number): Float32Array {
+  const out = new Float32Array(slots.length * row);
+  for (let i = 0; i < slots.length; ) {
+    let j = i + 1;
+    while (j < slots.length && slots[j] === slots[j - 1] + 1) j++;
+    out.set(pool.subarray(slots[i] * row, (slots[j - 1] + 1) * row), i * row);
+    i = j;
+  }
+  return out;
+}
+
+function scatterRows(pool: Float32Array, slots: Int32Array, data: Float32Array, row: number): void {
+  for (let i = 0; i < slots.length; ) {
+    let j = i + 1;
+    while (j < slots.length && slots[j] === slots[j - 1] + 1) j++;
+    pool.set(data.subarray(i * row, j * row), slots[i] * row);
+    i = j;
+  }
+}

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, relative } from 'node:path';
+import type { Checkpoint } from '../loader/checkpoint.js';
+import { readTensorF32, type TensorEntry } from '../loader/safetensors.js';
+import type { DecoderSpec } from '../model.js';
+import { buildDecoderGraph } from '../onnx/decoder-graph.js';
+import { GraphBuilder } from '../onnx/graph-builder.js';
+import { DataType, encodeModel, type TensorDef } from '../onnx/proto.js';
+
+/** Bump when the emitted graphs change, so cached graphs are rebuilt. */
+const BUILDER_VERSION = 1;
+
+export function cacheRoot(): string {
+  return process.env.SWITCHYARD_CACHE_DIR ?? join(homedir(), '.cache', 'switchyard');
+}
+
+export interface CachedGraph {
+  /** The .onnx file. */
+  path: string;
+  /**
+   * Set when the graph's external data lies in the checkpoint folder: ORT must then load the graph
+   * from memory with this folder as its external-data root (it refuses data outside the model's
+   * own folder, symlinks included).
+   */
+  externalDataFolder?: string;
+}
+
+/**
+ * Returns the decoder graph for a checkpoint, building it on a cache miss. When every weight is
+ * already fp32 the graph references them in place inside the checkpoint's safetensors files (no
+ * copy); otherwise all weights are converted once into `weights.bin` beside the graph.
+ */
+export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): CachedGraph {
+  const files = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
+  const fingerprint = files.map((f) => {
+    const st = statSync(f);
+    return `${f}:${st.size}:${st.mtimeMs}`;
+  });
+  const key = createHash('sha256')
+    .update(JSON.stringify({ v: BUILDER_VERSION, spec, ep, dtype: 'float32', fingerprint }))
+    .digest('hex')
+    .slice(0, 20);
+  const dir = join(cacheRoot(), 'graphs', key);
+  const modelPath = join(dir, 'decoder.onnx');
+  const inPlace = [...ckpt.tensors.values()].every((t) => t.dtype === 'F32');
+  const result: CachedGraph = { path: modelPath, externalDataFolder: inPlace ? ckpt.dir : undefined };
+  if (existsSync(modelPath)) return result;
+
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const converted = new ConvertedWeights(join(tmp, 'weights.bin'));
+    const g = new GraphBuilder();
+    const added = new Map<string, string>();
+    buildDecoderGraph(g, spec, (name) => {
+      let id = added.get(name);
+      if (id) return id;
+      const entry = ckpt.tensor(name);
+      id = name;
+      g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir) : converted.add(entry));
+      added.set(name, id);
+      return id;
+    });
+    converted.close();
+    writeFileSync(join(tmp, 'decoder.onnx'), encodeModel(g.build({ '': 21, 'com.microsoft': 1 }, 'decoder')));
+    mkdirSync(join(cacheRoot(), 'graphs'), { recursive: true });
+    try {
+      renameSync(tmp, dir);
+    } catch {
+      // Another process built it first.
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return result;
+}
+
+function inCheckpoint(entry: TensorEntry, dir: string): TensorDef {
+  return {
+    name: entry.name,
+    dataType: DataType.FLOAT,
+    dims: entry.shape,
+    external: { location: relative(dir, entry.file), offset: entry.offset, length: entry.byteLength },
+  };
+}
+
+/** fp16/bf16 weights converted to fp32, appended to one external-data file. */
+class ConvertedWeights {
+  private fd?: number;
+  private offset = 0;
+
+  constructor(private readonly path: string) {}
+
+  add(entry: TensorEntry): TensorDef {
+    this.fd ??= openSync(this.path, 'w');
+    const data = readTensorF32(entry);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    writeSync(this.fd, bytes, 0, bytes.length, this.offset);
+    const def: TensorDef = {
+      name: entry.name,
+      dataType: DataType.FLOAT,
+      dims: entry.shape,
+      external: { location: 'weights.bin', offset: this.offset, length: bytes.length },
+    };
+    this.offset += bytes.length;
+    // ORT maps external data; keep each tensor 64-byte aligned.
+    this.offset = Math.ceil(this.offset / 64) * 64;
+    return def;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+  }
+}

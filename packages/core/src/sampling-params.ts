@@ -1,0 +1,36 @@
+/** Per-request sampling settings, already validated (see `validateSamplingParams`). */
+export interface SamplingParams {
+  /** 0 means greedy. */
+  temperature: number;
+  topP: number;
+  /** 0 or less disables top-k. */
+  topK: number;
+  minP: number;
+  repetitionPenalty: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  seed?: number;
+  maxTokens: number;
+  /** Number of top alternatives to report per generated token; undefined: no logprobs at all. */
+  logprobs?: number;
+  stop: string[];
+  stopTokenIds: number[];
+  ignoreEos: boolean;
+  /** Number of completions for the prompt (they share the prompt's KV). */
+  n: number;
+}
+
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  maxTokens: 16,
+  stop: [],
+  stopTokenIds: [],
+  ignoreEos: false,
+  n: 1,
+};
