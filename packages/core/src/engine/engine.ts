@@ -1,0 +1,481 @@
+import type { DependencyContainer } from 'tsyringe';
+import { kvCacheRegistry, modelRegistry, schedulerRegistry } from '../container.js';
+import { SwitchyardError } from '../errors.js';
+import type { Executor, StepSequence } from '../executor.js';
+import type { KvCacheManager } from '../kv-cache.js';
+import { Checkpoint } from '../loader/checkpoint.js';
+import type { ModelSpec } from '../model.js';
+import { CpuExecutor } from '../ort/cpu-executor.js';
+import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
+import { Sampler } from '../sampling/sampler.js';
+import { validateSamplingParams } from '../sampling/validate.js';
+import type { Scheduler, SchedulerOutput } from '../scheduler.js';
+import { Sequence, type TokenLogprob } from '../sequence.js';
+import { EngineMetrics } from './metrics.js';
+import type { CompletionOutput, GenerateRequest, GenerateResult, StreamEvent } from './request.js';
+
+export interface EngineOptions {
+  /** A Hugging Face checkpoint folder. */
+  model: string;
+  /** Registered scheduler name (default 'continuous'). */
+  scheduler?: string;
+  /** Registered KV cache manager name (default 'paged'). */
+  attention?: string;
+  device?: 'cpu' | 'webgpu';
+  dtype?: 'float32' | 'float16';
+  /** Queue policy of the scheduler: 'fcfs', 'lpm', 'priority' (default 'fcfs'). */
+  policy?: string;
+  blockSize?: number;
+  /** Tokens the KV pool holds (default: 512 MiB worth, at most 32768). */
+  kvCacheTokens?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  /** Longest prompt + output (default: the model's max positions, at most the pool). */
+  maxModelLen?: number;
+  enablePrefixCaching?: boolean;
+  enableChunkedPrefill?: boolean;
+  numThreads?: number;
+  /** Run the KV manager's integrity check after every step (tests). */
+  checkIntegrity?: boolean;
+}
+
+export interface EngineInfo {
+  model: string;
+  architecture: string;
+  scheduler: string;
+  attention: string;
+  device: string;
+  dtype: string;
+  blockSize: number;
+  numBlocks: number;
+  kvCacheTokens: number;
+  /** 2 × layers × kv heads × head dim × bytes per element. */
+  kvBytesPerToken: number;
+  maxModelLen: number;
+  vocabSize: number;
+}
+
+interface RequestState {
+  id: string;
+  promptIds: number[];
+  seqs: Sequence[];
+  detoks: IncrementalDetokenizer[];
+  /** Sequences of an `n > 1` request waiting for the first one's prompt KV (prefix-cache reuse). */
+  pending: Sequence[];
+  listeners: ((e: StreamEvent) => void)[];
+  itlMs: number[];
+  done: Promise<GenerateResult>;
+  resolve: (r: GenerateResult) => void;
+  reject: (e: Error) => void;
+  arrival: number;
+}
+
+const DEFAULT_KV_BYTES = 512 * 1024 * 1024;
+let nextRequestNum = 0;
+
+/**
+ * The engine: one loop of schedule → run → sample → update over the parts the container names.
+ * Requests enter through `generate` (offline batch) or `stream` (per request, abortable).
+ */
+export class Engine {
+  readonly metrics = new EngineMetrics();
+  private readonly sampler = new Sampler();
+  private readonly requests = new Map<string, RequestState>();
+  private readonly bySeq = new Map<Sequence, RequestState>();
+  private loopRunning = false;
+  private closed = false;
+
+  private constructor(
+    readonly info: EngineInfo,
+    readonly checkpoint: Checkpoint,
+    readonly spec: ModelSpec,
+    private readonly executor: Executor,
+    readonly scheduler: Scheduler,
+    readonly kv: KvCacheManager,
+    private readonly options: EngineOptions,
+  ) {}
+
+  static async create(options: EngineOptions, container: DependencyContainer): Promise<Engine> {
+    const device = options.device ?? 'cpu';
+    const dtype = options.dtype ?? 'float32';
+    if (device !== 'cpu') {
+      throw new SwitchyardError(`device '${device}' is not available in this build; available: cpu`, 'invalid_request', 'device');
+    }
+    if (dtype !== 'float32') {
+      throw new SwitchyardError(`dtype '${dtype}' is not supported on the cpu device; use float32`, 'invalid_request', 'dtype');
+    }
+    const schedulerName = options.scheduler ?? 'continuous';
+    const attentionName = options.attention ?? 'paged';
+    const makeScheduler = schedulerRegistry(container).get(schedulerName);
+    const makeKv = kvCacheRegistry(container).get(attentionName);
+    const checkpoint = Checkpoint.open(options.model);
+    const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
+    const d = spec.decoder;
+
+    const blockSize = options.blockSize ?? 16;
+    const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
+    const kvTokens = options.kvCacheTokens ?? Math.min(32768, Math.floor(DEFAULT_KV_BYTES / kvBytesPerToken));
+    const numBlocks = Math.max(1, Math.floor(kvTokens / blockSize));
+    const maxModelLen = Math.min(options.maxModelLen ?? d.maxPositionEmbeddings, d.maxPositionEmbeddings, numBlocks * blockSize);
+    const maxNumBatchedTokens = options.maxNumBatchedTokens ?? Math.max(2048, options.enableChunkedPrefill === false ? maxModelLen : 0);
+
+    const executor = await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
+    const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
+    const scheduler = makeScheduler(
+      {
+        maxNumSeqs: options.maxNumSeqs ?? 64,
+        maxNumBatchedTokens,
+        maxModelLen,
+        enableChunkedPrefill: options.enableChunkedPrefill ?? true,
+        policy: options.policy ?? 'fcfs',
+      },
+      kv,
+    );
+    const info: EngineInfo = {
+      model: checkpoint.dir,
+      architecture: checkpoint.architecture,
+      scheduler: schedulerName,
+      attention: attentionName,
+      device,
+      dtype,
+      blockSize,
+      numBlocks,
+      kvCacheTokens: numBlocks * blockSize,
+      kvBytesPerToken: executor.kvBytesPerToken,
+      maxModelLen,
+      vocabSize: d.vocabSize,
+    };
+    return new Engine(info, checkpoint, spec, executor, scheduler, kv, options);
+  }
+
+  get tokenizer() {
+    return this.checkpoint.tokenizer;
+  }
+
+  /** Runs requests to completion; results in request order. A bad request rejects before any runs. */
+  async generate(requests: GenerateRequest[]): Promise<GenerateResult[]> {
+    const states = requests.map((r) => this.prepare(r));
+    for (const s of states) this.enqueue(s);
+    return Promise.all(states.map((s) => s.done));
+  }
+
+  /** Streams one request's tokens as they come; aborting `signal` stops it and frees its KV. */
+  async *stream(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
+    const state = this.prepare(request);
+    const queue: StreamEvent[] = [];
+    let wake: (() => void) | undefined;
+    state.listeners.push((e) => {
+      queue.push(e);
+      wake?.();
+    });
+    const onAbort = () => this.abort(state.id);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let failed: Error | undefined;
+    state.done.catch((e) => {
+      failed = e;
+      wake?.();
+    });
+    this.enqueue(state);
+    try {
+      while (true) {
+        while (queue.length > 0) {
+          const e = queue.shift()!;
+          yield e;
+          if (e.type === 'done') return;
+        }
+        if (failed) throw failed;
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = undefined;
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (this.requests.has(state.id)) this.abort(state.id);
+    }
+  }
+
+  /** Stops a request wherever it is; its result resolves with finish reason 'abort'. */
+  abort(requestId: string): boolean {
+    return this.stop(requestId);
+  }
+
+  /** Ends a request's sequences; resolves its result, or rejects it with `error`. */
+  private stop(requestId: string, error?: Error): boolean {
+    const state = this.requests.get(requestId);
+    if (!state) return false;
+    for (const seq of state.pending) {
+      seq.status = 'finished';
+      seq.finishReason = 'abort';
+    }
+    state.pending = [];
+    for (const seq of state.seqs) if (!seq.isFinished) this.scheduler.abort(seq.id);
+    for (const seq of state.seqs) {
+      if (!seq.isFinished) {
+        seq.status = 'finished';
+        seq.finishReason = 'abort';
+      }
+    }
+    this.finishRequest(state, error);
+    return true;
+  }
+
+  numUnfinished(): number {
+    return this.requests.size;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const id of [...this.requests.keys()]) this.abort(id);
+    await this.executor.dispose();
+  }
+
+  /** Tokenizes and validates; throws SwitchyardError naming the problem. Enqueues nothing. */
+  private prepare(req: GenerateRequest): RequestState {
+    if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
+    const promptIds = this.promptIds(req);
+    const { vocabSize, maxModelLen } = this.info;
+    if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
+    const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
+    if (bad !== undefined) {
+      throw new SwitchyardError(`prompt token id ${bad} is outside the vocabulary (0..${vocabSize - 1})`, 'invalid_request', 'prompt');
+    }
+    if (promptIds.length >= maxModelLen) {
+      throw new SwitchyardError(
+        `the prompt has ${promptIds.length} tokens but the context holds ${maxModelLen} (prompt plus at least one new token); shorten the prompt`,
+        'invalid_request',
+        'prompt',
+      );
+    }
+    const sampling = validateSamplingParams(req.sampling ?? {}, { maxModelLen, promptLen: promptIds.length, vocabSize });
+    const id = req.id ?? `req-${nextRequestNum++}`;
+    if (this.requests.has(id)) throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
+    const arrival = performance.now();
+    const seqs = Array.from({ length: sampling.n }, (_, i) => {
+      const seed = sampling.seed === undefined ? undefined : sampling.seed + i;
+      return new Sequence(sampling.n === 1 ? id : `${id}#${i}`, promptIds, { ...sampling, seed }, {
+        priority: req.priority,
+        cacheSalt: req.cacheSalt,
+        arrivalTime: arrival,
+      });
+    });
+    const decode = (ids: number[]) => this.tokenizer.decode(ids, true);
+    let resolve!: (r: GenerateResult) => void;
+    let reject!: (e: Error) => void;
+    const done = new Promise<GenerateResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    done.catch(() => {});
+    return {
+      id,
+      promptIds,
+      seqs,
+      detoks: seqs.map(() => new IncrementalDetokenizer(decode, promptIds, { stop: sampling.stop })),
+      pending: seqs.slice(1),
+      listeners: [],
+      itlMs: [],
+      done,
+      resolve,
+      reject,
+      arrival,
+    };
+  }
+
+  private promptIds(req: GenerateRequest): number[] {
+    const given = [req.prompt, req.promptIds, req.messages].filter((x) => x !== undefined).length;
+    if (given !== 1) {
+      throw new SwitchyardError('give exactly one of prompt, prompt token ids or messages', 'invalid_request', 'prompt');
+    }
+    if (req.promptIds) {
+      if (!Array.isArray(req.promptIds)) throw new SwitchyardError('prompt token ids must be an array of integers', 'invalid_request', 'prompt');
+      return [...req.promptIds];
+    }
+    if (req.messages) {
+      const template = this.checkpoint.chatTemplate;
+      if (!template) throw new SwitchyardError('this model has no chat template; send a raw prompt instead', 'invalid_request', 'messages');
+      return this.tokenizer.encode(template.render(req.messages), false);
+    }
+    if (typeof req.prompt !== 'string') throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
+    return this.tokenizer.encode(req.prompt, true);
+  }
+
+  private enqueue(state: RequestState): void {
+    this.requests.set(state.id, state);
+    for (const seq of state.seqs) this.bySeq.set(seq, state);
+    this.scheduler.add(state.seqs[0]);
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    if (this.loopRunning) return;
+    this.loopRunning = true;
+    try {
+      while (this.scheduler.hasUnfinished()) {
+        await this.step();
+        // Let I/O (new requests, aborts, clients reading streams) in between steps.
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.loopRunning = false;
+    }
+  }
+
+  /** One engine step. Public for tests and tools that drive the engine by hand. */
+  async step(): Promise<void> {
+    const out = this.scheduler.schedule();
+    if (out.scheduled.length === 0) {
+      this.failStuck();
+      return;
+    }
+    const now = performance.now();
+    const batch: StepSequence[] = out.scheduled.map(({ seq, numNewTokens }) => {
+      if (seq.firstScheduledTime === undefined) {
+        seq.firstScheduledTime = now;
+        seq.numCachedTokens = seq.numComputedTokens;
+      }
+      const start = seq.numComputedTokens;
+      const tokenIds = new Array<number>(numNewTokens);
+      for (let i = 0; i < numNewTokens; i++) tokenIds[i] = seq.tokenAt(start + i);
+      return { tokenIds, start, blockTable: this.kv.blockTable(seq), sample: start + numNewTokens === seq.length };
+    });
+    let logits: Float32Array;
+    try {
+      logits = await this.executor.run(batch);
+    } catch (e) {
+      this.failBatch(out, e as Error);
+      return;
+    }
+    this.metrics.numSteps++;
+    const V = this.info.vocabSize;
+    const touched = new Set<RequestState>();
+    let row = 0;
+    out.scheduled.forEach(({ seq }, i) => {
+      if (!batch[i].sample) return;
+      const { token, logprob } = this.sampler.sample(logits.subarray(row * V, (row + 1) * V), seq);
+      row++;
+      this.appendToken(seq, token, logprob);
+      touched.add(this.bySeq.get(seq)!);
+    });
+    const usage = this.kv.usage();
+    this.metrics.kvPeakUsage = Math.max(this.metrics.kvPeakUsage, usage.numUsedBlocks / usage.numBlocks);
+    this.scheduler.update(out);
+    if (this.options.checkIntegrity) this.kv.checkIntegrity();
+    for (const state of touched) this.afterStep(state);
+  }
+
+  private appendToken(seq: Sequence, token: number, logprob?: TokenLogprob): void {
+    const now = performance.now();
+    const state = this.bySeq.get(seq)!;
+    const sp = seq.sampling;
+    seq.outputIds.push(token);
+    if (logprob) seq.outputLogprobs.push(logprob);
+    if (seq.lastTokenTime !== undefined) {
+      this.metrics.interTokenLatency.observe((now - seq.lastTokenTime) / 1000);
+      if (seq === state.seqs[0]) state.itlMs.push(now - seq.lastTokenTime);
+    }
+    seq.firstTokenTime ??= now;
+    seq.lastTokenTime = now;
+    const detok = state.detoks[state.seqs.indexOf(seq)];
+    const text = detok.push(token);
+    let reason: 'stop' | 'length' | undefined;
+    if (!sp.ignoreEos && this.checkpoint.eosTokenIds.includes(token)) reason = 'stop';
+    else if (sp.stopTokenIds.includes(token)) reason = 'stop';
+    else if (detok.stopped !== undefined) reason = 'stop';
+    else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.info.maxModelLen) reason = 'length';
+    const tail = reason ? detok.finish() : '';
+    if (reason) {
+      seq.status = 'finished';
+      seq.finishReason = reason;
+      seq.finishedTime = now;
+    }
+    this.emit(state, {
+      type: 'delta',
+      index: state.seqs.indexOf(seq),
+      tokenIds: [token],
+      text: text + tail,
+      logprobs: logprob ? [logprob] : undefined,
+      finishReason: reason,
+    });
+  }
+
+  private afterStep(state: RequestState): void {
+    const first = state.seqs[0];
+    if (state.pending.length > 0 && first.outputIds.length > 0) {
+      // The prompt's KV is committed now: the other completions find it in the prefix cache.
+      for (const seq of state.pending) this.scheduler.add(seq);
+      state.pending = [];
+    }
+    if (state.seqs.every((s) => s.isFinished)) this.finishRequest(state);
+  }
+
+  private finishRequest(state: RequestState, error?: Error): void {
+    if (!this.requests.delete(state.id)) return;
+    for (const seq of state.seqs) this.bySeq.delete(seq);
+    if (error) {
+      this.metrics.numRequestsFailed++;
+      state.reject(error);
+      return;
+    }
+    const result = this.result(state);
+    const m = this.metrics;
+    m.numRequestsFinished++;
+    m.numPromptTokens += result.usage.promptTokens;
+    m.numGenerationTokens += result.usage.completionTokens;
+    m.queueTime.observe(result.metrics.queueMs / 1000);
+    m.e2eLatency.observe(result.metrics.e2eMs / 1000);
+    if (state.seqs[0].firstTokenTime !== undefined) m.ttft.observe(result.metrics.ttftMs / 1000);
+    this.emit(state, { type: 'done', result });
+    state.resolve(result);
+  }
+
+  private result(state: RequestState): GenerateResult {
+    const outputs: CompletionOutput[] = state.seqs.map((seq, index) => ({
+      index,
+      tokenIds: [...seq.outputIds],
+      text: state.detoks[index].text,
+      finishReason: seq.finishReason ?? 'abort',
+      logprobs: seq.sampling.logprobs !== undefined ? seq.outputLogprobs : undefined,
+    }));
+    const first = state.seqs[0];
+    const end = performance.now();
+    return {
+      id: state.id,
+      promptTokenIds: state.promptIds,
+      outputs,
+      usage: {
+        promptTokens: state.promptIds.length,
+        completionTokens: outputs.reduce((a, o) => a + o.tokenIds.length, 0),
+        cachedTokens: first.numCachedTokens,
+      },
+      metrics: {
+        queueMs: (first.firstScheduledTime ?? end) - state.arrival,
+        ttftMs: (first.firstTokenTime ?? end) - state.arrival,
+        e2eMs: end - state.arrival,
+        itlMs: state.itlMs,
+      },
+    };
+  }
+
+  private emit(state: RequestState, e: StreamEvent): void {
+    for (const l of state.listeners) l(e);
+  }
+
+  /** A step that fails (a bug, not bad input) ends the requests in it; the rest go on. */
+  private failBatch(out: SchedulerOutput, error: Error): void {
+    const states = new Set(out.scheduled.map(({ seq }) => this.bySeq.get(seq)!));
+    for (const state of states) {
+      this.stop(state.id, new SwitchyardError(`request ${state.id} failed in the model step: ${error.message}`, 'internal'));
+    }
+  }
+
+  /** Nothing could be scheduled although sequences wait: they can never fit; fail them clearly. */
+  private failStuck(): void {
+    for (const state of [...this.requests.values()]) {
+      if (state.seqs.some((s) => s.status === 'waiting')) {
+        const why = `request ${state.id} cannot be scheduled: the KV cache (${this.info.kvCacheTokens} tokens) or the step budget is too small for it`;
+        this.stop(state.id, new SwitchyardError(why, 'capacity'));
+      }
+    }
+  }
+}

@@ -1,0 +1,50 @@
+import type { ChatMessage } from '../loader/chat-template.js';
+import type { SamplingParams } from '../sampling-params.js';
+import type { FinishReason, TokenLogprob } from '../sequence.js';
+
+/** One generation request. Exactly one of `prompt`, `promptIds` and `messages` is given. */
+export interface GenerateRequest {
+  id?: string;
+  /** Raw text, tokenized with the tokenizer's special tokens (as a completion API does). */
+  prompt?: string;
+  promptIds?: readonly number[];
+  /** Chat messages, rendered with the model's chat template and the generation prompt. */
+  messages?: ChatMessage[];
+  sampling?: Partial<SamplingParams>;
+  /** Lower runs first under the 'priority' queue policy. */
+  priority?: number;
+  /** Requests with different salts never share prefix-cached KV. */
+  cacheSalt?: string;
+}
+
+export interface CompletionOutput {
+  index: number;
+  tokenIds: number[];
+  text: string;
+  finishReason: FinishReason;
+  logprobs?: TokenLogprob[];
+}
+
+export interface RequestMetrics {
+  /** Arrival to first scheduled step, ms. */
+  queueMs: number;
+  /** Arrival to first output token, ms. */
+  ttftMs: number;
+  /** Arrival to finish, ms. */
+  e2eMs: number;
+  /** Gaps between consecutive output tokens of the first completion, ms. */
+  itlMs: number[];
+}
+
+export interface GenerateResult {
+  id: string;
+  promptTokenIds: number[];
+  outputs: CompletionOutput[];
+  usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
+  metrics: RequestMetrics;
+}
+
+/** What `Engine.stream` yields: new tokens and text of one completion, then the final result. */
+export type StreamEvent =
+  | { type: 'delta'; index: number; tokenIds: number[]; text: string; logprobs?: TokenLogprob[]; finishReason?: FinishReason }
+  | { type: 'done'; result: GenerateResult };

@@ -1,0 +1,180 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { type ChatMessage, type Engine, type EngineOptions, type GenerateRequest, SwitchyardError } from '@switchyard/core';
+import { runBench } from './bench.js';
+import { createEngine } from './create-engine.js';
+
+/** The embedded demo model that a fresh clone serves with no download. */
+export const DEMO_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models', 'switchyard-demo-text');
+
+const ENGINE_FLAGS = {
+  model: { type: 'string' },
+  scheduler: { type: 'string' },
+  attention: { type: 'string' },
+  device: { type: 'string' },
+  dtype: { type: 'string' },
+  policy: { type: 'string' },
+  'max-num-seqs': { type: 'string' },
+  'max-num-batched-tokens': { type: 'string' },
+  'kv-cache-tokens': { type: 'string' },
+  'block-size': { type: 'string' },
+  'no-prefix-caching': { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
+
+const USAGE = `usage:
+  switchyard generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE.json) [options]
+  switchyard bench --model DIR [--workload random|shared-prefix] [options]
+  switchyard start            run a short chat with the embedded demo model
+see docs/CLI.md for every option`;
+
+/** Runs the CLI; returns the exit status. Errors print one line, never a stack trace. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'generate':
+        return await generate(rest);
+      case 'bench':
+        return await runBench(rest, engineOptions);
+      case 'start':
+        return await start();
+      case undefined:
+      case '--help':
+      case 'help':
+        process.stdout.write(`${USAGE}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new SwitchyardError(`unknown command '${command}'; commands: generate, bench, start`);
+    }
+  } catch (e) {
+    const msg = e instanceof SwitchyardError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? (e as Error).message : `internal error: ${(e as Error).stack}`;
+    process.stderr.write(`switchyard: ${msg.split('\n')[0]}\n`);
+    return 1;
+  }
+}
+
+/** Engine options from the flags shared by generate, bench and serve. */
+export function engineOptions(values: Record<string, string | boolean | string[] | undefined>): EngineOptions {
+  const int = (name: string): number | undefined => {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new SwitchyardError(`--${name} must be a positive integer, got '${v}'`);
+    return n;
+  };
+  if (typeof values.model !== 'string') throw new SwitchyardError('--model DIR is required (a Hugging Face checkpoint folder)');
+  return {
+    model: values.model,
+    scheduler: values.scheduler as string | undefined,
+    attention: values.attention as string | undefined,
+    device: values.device as EngineOptions['device'],
+    dtype: values.dtype as EngineOptions['dtype'],
+    policy: values.policy as string | undefined,
+    maxNumSeqs: int('max-num-seqs'),
+    maxNumBatchedTokens: int('max-num-batched-tokens'),
+    kvCacheTokens: int('kv-cache-tokens'),
+    blockSize: int('block-size'),
+    enablePrefixCaching: values['no-prefix-caching'] ? false : undefined,
+  };
+}
+
+async function generate(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      ...ENGINE_FLAGS,
+      prompt: { type: 'string' },
+      'prompt-ids': { type: 'string' },
+      messages: { type: 'string' },
+      image: { type: 'string', multiple: true },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      'min-p': { type: 'string' },
+      seed: { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      'ignore-eos': { type: 'boolean' },
+    },
+  });
+  const num = (name: keyof typeof values): number | undefined => {
+    const v = values[name];
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new SwitchyardError(`--${name} must be a number, got '${v}'`);
+    return n;
+  };
+  if (values.image?.length) {
+    throw new SwitchyardError('--image needs a vision-language model; none is registered in this build yet');
+  }
+  const request: GenerateRequest = {
+    sampling: {
+      maxTokens: num('max-tokens') ?? 16,
+      temperature: num('temperature') ?? 0,
+      topP: num('top-p'),
+      topK: num('top-k'),
+      minP: num('min-p'),
+      seed: num('seed'),
+      repetitionPenalty: num('repetition-penalty'),
+      stop: values.stop,
+      ignoreEos: values['ignore-eos'],
+    },
+  };
+  const given = ['prompt', 'prompt-ids', 'messages'].filter((k) => values[k as keyof typeof values] !== undefined);
+  if (given.length !== 1) throw new SwitchyardError('give exactly one of --prompt, --prompt-ids and --messages');
+  if (values.prompt !== undefined) request.prompt = values.prompt;
+  if (values['prompt-ids'] !== undefined) request.promptIds = parseIds(values['prompt-ids']);
+  if (values.messages !== undefined) request.messages = readMessages(values.messages);
+
+  const engine = await createEngine(engineOptions(values));
+  try {
+    const [result] = await engine.generate([request]);
+    const out = result.outputs[0];
+    if (values.json) {
+      const json = { prompt_token_ids: result.promptTokenIds, token_ids: out.tokenIds, text: out.text, finish_reason: out.finishReason };
+      process.stdout.write(`${JSON.stringify(json)}\n`);
+    } else {
+      process.stdout.write(`${out.text}\n`);
+    }
+    return 0;
+  } finally {
+    await engine.close();
+  }
+}
+
+async function start(): Promise<number> {
+  const engine: Engine = await createEngine({ model: DEMO_MODEL });
+  try {
+    const question = 'What does json.dumps do?';
+    const [result] = await engine.generate([{ messages: [{ role: 'user', content: question }], sampling: { maxTokens: 48 } }]);
+    process.stdout.write(`Switchyard ${engine.info.architecture} demo (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`);
+    process.stdout.write(`> ${question}\n${result.outputs[0].text}\n`);
+    return 0;
+  } finally {
+    await engine.close();
+  }
+}
+
+function parseIds(s: string): number[] {
+  const ids = s.split(',').map((x) => Number(x.trim()));
+  if (ids.some((x) => !Number.isInteger(x) || x < 0)) throw new SwitchyardError(`--prompt-ids must be comma-separated token ids, got '${s}'`);
+  return ids;
+}
+
+function readMessages(path: string): ChatMessage[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new SwitchyardError(`cannot read the messages file ${path}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new SwitchyardError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+}

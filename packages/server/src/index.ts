@@ -1,0 +1,2 @@
+export { main } from './cli.js';
+export { createEngine, registerBuiltins } from './create-engine.js';
