@@ -109,7 +109,7 @@ export async function runBench(args: string[], toEngineOptions: (v: Record<strin
     throw new SwitchyardError(`--workload must be random or shared-prefix, got '${workload}'`);
   }
   const num = (name: string, min = 0): number => {
-    const v = (values as Record<string, string>)[name];
+    const v = (values as unknown as Record<string, string>)[name];
     const n = v === 'inf' ? Number.POSITIVE_INFINITY : Number(v);
     if (Number.isNaN(n) || n < min) throw new SwitchyardError(`--${name} must be a number ≥ ${min}, got '${v}'`);
     return n;
@@ -145,7 +145,7 @@ export async function runBench(args: string[], toEngineOptions: (v: Record<strin
       prefix_hit_rate: prefix.queries ? prefix.hits / prefix.queries : 0,
       preemptions: engine.scheduler.numPreemptions,
       kv_peak_usage: engine.metrics.kvPeakUsage,
-      config: { ...engine.info, policy: options.policy ?? 'fcfs', workload, ...values, json: undefined },
+      config: { ...engine.info, policy: options.policy ?? 'fcfs', ...values, json: undefined },
     };
     if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
     else process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -50,14 +50,16 @@ export async function main(argv: string[]): Promise<number> {
         throw new SwitchyardError(`unknown command '${command}'; commands: generate, bench, start`);
     }
   } catch (e) {
-    const msg = e instanceof SwitchyardError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? (e as Error).message : `internal error: ${(e as Error).stack}`;
-    process.stderr.write(`switchyard: ${msg.split('\n')[0]}\n`);
+    const known = e instanceof SwitchyardError || String((e as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
+    const msg = known ? (e as Error).message : `internal error: ${(e as Error).message} (set SWITCHYARD_DEBUG=1 for the stack)`;
+    process.stderr.write(`switchyard: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+    if (!known && process.env.SWITCHYARD_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;
   }
 }
 
 /** Engine options from the flags shared by generate, bench and serve. */
-export function engineOptions(values: Record<string, string | boolean | string[] | undefined>): EngineOptions {
+export function engineOptions(values: Record<string, unknown>): EngineOptions {
   const int = (name: string): number | undefined => {
     const v = values[name];
     if (v === undefined) return undefined;
