@@ -118,6 +118,13 @@ export class Engine {
     const numBlocks = Math.max(1, Math.floor(kvTokens / blockSize));
     const maxModelLen = Math.min(options.maxModelLen ?? d.maxPositionEmbeddings, d.maxPositionEmbeddings, numBlocks * blockSize);
     const maxNumBatchedTokens = options.maxNumBatchedTokens ?? Math.max(2048, options.enableChunkedPrefill === false ? maxModelLen : 0);
+    if (options.enableChunkedPrefill === false && maxNumBatchedTokens < maxModelLen) {
+      throw new SwitchyardError(
+        `with chunked prefill off, maxNumBatchedTokens (${maxNumBatchedTokens}) must be at least maxModelLen (${maxModelLen}); raise it or lower maxModelLen`,
+        'invalid_request',
+        'maxNumBatchedTokens',
+      );
+    }
 
     const executor = await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
@@ -312,7 +319,14 @@ export class Engine {
     this.loopRunning = true;
     try {
       while (this.scheduler.hasUnfinished()) {
-        await this.step();
+        try {
+          await this.step();
+        } catch (e) {
+          // A broken invariant is a bug: end what is in flight with its message rather than hang.
+          for (const state of [...this.requests.values()]) {
+            this.stop(state.id, new SwitchyardError(`engine step failed: ${(e as Error).message}`, 'internal'));
+          }
+        }
         // Let I/O (new requests, aborts, clients reading streams) in between steps.
         await new Promise((r) => setImmediate(r));
       }
@@ -352,8 +366,11 @@ export class Engine {
     let row = 0;
     out.scheduled.forEach(({ seq }, i) => {
       if (!batch[i].sample) return;
-      const { token, logprob } = this.sampler.sample(logits.subarray(row * V, (row + 1) * V), seq);
+      const rowLogits = logits.subarray(row * V, (row + 1) * V);
       row++;
+      // A request aborted while the step ran is already finished; its row is dropped.
+      if (seq.isFinished) return;
+      const { token, logprob } = this.sampler.sample(rowLogits, seq);
       this.appendToken(seq, token, logprob);
       touched.add(this.bySeq.get(seq)!);
     });
@@ -472,7 +489,7 @@ export class Engine {
   /** Nothing could be scheduled although sequences wait: they can never fit; fail them clearly. */
   private failStuck(): void {
     for (const state of [...this.requests.values()]) {
-      if (state.seqs.some((s) => s.status === 'waiting')) {
+      if (state.seqs.some((s) => s.status === 'waiting' || s.finishReason === 'error')) {
         const why = `request ${state.id} cannot be scheduled: the KV cache (${this.info.kvCacheTokens} tokens) or the step budget is too small for it`;
         this.stop(state.id, new SwitchyardError(why, 'capacity'));
       }

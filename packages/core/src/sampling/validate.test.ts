@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { SwitchyardError } from '../errors.js';
+import { DEFAULT_SAMPLING } from '../sampling-params.js';
+import { validateSamplingParams } from './validate.js';
+
+const limits = { maxModelLen: 100, promptLen: 10, vocabSize: 1000 };
+const v = (input: Record<string, unknown>, l = limits) => validateSamplingParams(input, l);
+
+describe('validateSamplingParams', () => {
+  it('fills the defaults and ignores unknown keys and nulls', () => {
+    expect(v({ foo: 1, temperature: null })).toEqual({ ...DEFAULT_SAMPLING });
+  });
+
+  it('accepts good values', () => {
+    const p = v({
+      temperature: 0.7,
+      topP: 0.9,
+      topK: 40,
+      minP: 0.05,
+      repetitionPenalty: 1.1,
+      presencePenalty: -2,
+      frequencyPenalty: 2,
+      n: 4,
+      maxTokens: 90,
+      logprobs: 20,
+      seed: -3,
+      stop: ['\n\n', 'END'],
+      stopTokenIds: [0, 999],
+      ignoreEos: true,
+    });
+    expect(p).toMatchObject({ temperature: 0.7, topK: 40, n: 4, maxTokens: 90, logprobs: 20, seed: -3 });
+    expect(p.stop).toEqual(['\n\n', 'END']);
+    expect(p.ignoreEos).toBe(true);
+    expect(v({ logprobs: 0 }).logprobs).toBe(0);
+    expect(v({}).logprobs).toBeUndefined();
+    expect(v({}).seed).toBeUndefined();
+  });
+
+  it('normalizes top_k -1, tiny temperatures and a lone stop string', () => {
+    expect(v({ topK: -1 }).topK).toBe(0);
+    expect(v({ topK: 0 }).topK).toBe(0);
+    expect(v({ temperature: 1e-7 }).temperature).toBe(0);
+    expect(v({ stop: 'x' }).stop).toEqual(['x']);
+  });
+
+  const bad: [string, Record<string, unknown>][] = [
+    ['temperature', { temperature: -0.1 }],
+    ['temperature', { temperature: Number.POSITIVE_INFINITY }],
+    ['temperature', { temperature: 101 }],
+    ['temperature', { temperature: '0.5' }],
+    ['top_p', { topP: 0 }],
+    ['top_p', { topP: 1.01 }],
+    ['top_k', { topK: -2 }],
+    ['top_k', { topK: 2.5 }],
+    ['min_p', { minP: -0.01 }],
+    ['min_p', { minP: 1.5 }],
+    ['repetition_penalty', { repetitionPenalty: 0 }],
+    ['repetition_penalty', { repetitionPenalty: 101 }],
+    ['presence_penalty', { presencePenalty: 2.5 }],
+    ['frequency_penalty', { frequencyPenalty: -2.5 }],
+    ['n', { n: 0 }],
+    ['n', { n: 129 }],
+    ['n', { n: 1.5 }],
+    ['max_tokens', { maxTokens: 0 }],
+    ['max_tokens', { maxTokens: 2.5 }],
+    ['max_tokens', { maxTokens: 91 }],
+    ['logprobs', { logprobs: -1 }],
+    ['logprobs', { logprobs: 21 }],
+    ['logprobs', { logprobs: true }],
+    ['seed', { seed: 1.5 }],
+    ['stop', { stop: [1] }],
+    ['stop', { stop: { a: 1 } }],
+    ['stop', { stop: [''] }],
+    ['stop', { stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }],
+    ['stop_token_ids', { stopTokenIds: [1000] }],
+    ['stop_token_ids', { stopTokenIds: [-1] }],
+    ['stop_token_ids', { stopTokenIds: 5 }],
+    ['ignore_eos', { ignoreEos: 'yes' }],
+  ];
+  it.each(bad)('rejects a bad %s', (name, input) => {
+    let err: unknown;
+    try {
+      v(input);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SwitchyardError);
+    const e = err as SwitchyardError;
+    expect(e.param).toBe(name);
+    expect(e.kind).toBe('invalid_request');
+    expect(e.message.startsWith(`${name}:`)).toBe(true);
+  });
+
+  it('says the numbers when max_tokens does not fit', () => {
+    expect(() => v({ maxTokens: 95 })).toThrow(/95 .*10 tokens.*100.*at most 90/);
+  });
+
+  it('caps the default max_tokens to the room left, and rejects a full context', () => {
+    expect(v({}, { ...limits, promptLen: 95 }).maxTokens).toBe(5);
+    expect(v({}, { ...limits, promptLen: 10 }).maxTokens).toBe(16);
+    expect(() => v({}, { ...limits, promptLen: 100 })).toThrow(
+      /^max_tokens: .*100 tokens.*shorten the prompt/,
+    );
+    expect(() => v({ maxTokens: 1 }, { ...limits, promptLen: 100 })).toThrow(/^max_tokens: /);
+  });
+});

@@ -1,0 +1,97 @@
+import { invalidParam } from '../errors.js';
+import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling-params.js';
+
+export interface SamplingLimits {
+  maxModelLen: number;
+  promptLen: number;
+  vocabSize: number;
+}
+
+const MAX_STOP = 16;
+const int = Number.isInteger;
+const show = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : String(v));
+
+/** Numeric settings: [OpenAI name, check, what a valid value is]. */
+const NUMERIC: [keyof SamplingParams, string, (v: number) => boolean, string][] = [
+  ['temperature', 'temperature', (v) => v >= 0 && v <= 100, 'a number from 0 to 100 (0 means greedy)'],
+  ['topP', 'top_p', (v) => v > 0 && v <= 1, 'a number in (0, 1]'],
+  ['topK', 'top_k', (v) => int(v) && v >= -1, 'an integer >= 1, or -1 or 0 to disable it'],
+  ['minP', 'min_p', (v) => v >= 0 && v <= 1, 'a number from 0 to 1'],
+  ['repetitionPenalty', 'repetition_penalty', (v) => v > 0 && v <= 100, 'a number in (0, 100] (1: off)'],
+  ['presencePenalty', 'presence_penalty', (v) => v >= -2 && v <= 2, 'a number from -2 to 2'],
+  ['frequencyPenalty', 'frequency_penalty', (v) => v >= -2 && v <= 2, 'a number from -2 to 2'],
+  ['n', 'n', (v) => int(v) && v >= 1 && v <= 128, 'an integer from 1 to 128'],
+  ['maxTokens', 'max_tokens', (v) => int(v) && v >= 1, 'an integer >= 1'],
+  ['logprobs', 'logprobs', (v) => int(v) && v >= 0 && v <= 20, 'an integer from 0 to 20'],
+  ['seed', 'seed', int, 'an integer'],
+];
+
+/**
+ * Checks a request's sampling settings against the model and fills the defaults. Throws
+ * `invalidParam` naming the parameter as the OpenAI API spells it. Unknown keys and null values
+ * are ignored. Normalizes as vLLM does: temperature below 1e-5 becomes 0 (greedy), top_k -1 becomes
+ * 0 (disabled), a lone stop string becomes a one-entry list.
+ */
+export function validateSamplingParams(
+  input: Partial<SamplingParams> & Record<string, unknown>,
+  limits: SamplingLimits,
+): SamplingParams {
+  const { maxModelLen, promptLen, vocabSize } = limits;
+  const out: SamplingParams = { ...DEFAULT_SAMPLING, stop: [], stopTokenIds: [] };
+  const set = out as unknown as Record<string, number>;
+  for (const [key, name, ok, rule] of NUMERIC) {
+    const v: unknown = input[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))
+      throw invalidParam(name, `must be ${rule}, got ${show(v)}`);
+    set[key] = v;
+  }
+  if (out.temperature < 1e-5) out.temperature = 0;
+  if (out.topK < 0) out.topK = 0;
+
+  const room = maxModelLen - promptLen;
+  if (input.maxTokens === undefined || input.maxTokens === null) {
+    if (room < 1) {
+      throw invalidParam(
+        'max_tokens',
+        `the prompt has ${promptLen} tokens, which leaves no room to generate within the model's context length of ${maxModelLen}; shorten the prompt`,
+      );
+    }
+    out.maxTokens = Math.min(DEFAULT_SAMPLING.maxTokens, room);
+  } else if (promptLen + out.maxTokens > maxModelLen) {
+    const fix =
+      room >= 1 ? `lower max_tokens to at most ${room} or shorten the prompt` : 'shorten the prompt';
+    throw invalidParam(
+      'max_tokens',
+      `${out.maxTokens} plus the prompt's ${promptLen} tokens exceeds the model's context length of ${maxModelLen}; ${fix}`,
+    );
+  }
+
+  const stop: unknown = input.stop;
+  if (typeof stop === 'string') out.stop = [stop];
+  else if (stop !== undefined && stop !== null) {
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string')) {
+      throw invalidParam('stop', 'must be a string or an array of strings');
+    }
+    out.stop = [...stop];
+  }
+  if (out.stop.length > MAX_STOP)
+    throw invalidParam('stop', `at most ${MAX_STOP} stop strings, got ${out.stop.length}`);
+  if (out.stop.some((s) => s.length === 0)) throw invalidParam('stop', 'stop strings must not be empty');
+
+  const ids: unknown = input.stopTokenIds;
+  if (ids !== undefined && ids !== null) {
+    if (!Array.isArray(ids)) throw invalidParam('stop_token_ids', 'must be an array of token ids');
+    const bad = ids.findIndex((t) => !int(t) || t < 0 || t >= vocabSize);
+    if (bad >= 0)
+      throw invalidParam('stop_token_ids', `${show(ids[bad])} is not a token id (0 to ${vocabSize - 1})`);
+    out.stopTokenIds = [...ids];
+  }
+
+  const eos: unknown = input.ignoreEos;
+  if (eos !== undefined && eos !== null) {
+    if (typeof eos !== 'boolean') throw invalidParam('ignore_eos', `must be true or false, got ${show(eos)}`);
+    out.ignoreEos = eos;
+  }
+  return out;
+}
