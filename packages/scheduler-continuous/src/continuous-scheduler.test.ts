@@ -1,3 +1,4 @@
+import { PagedKvCacheManager } from '@switchyard/attention-paged';
 import {
   createContainer,
   type KvCacheManager,
@@ -5,7 +6,10 @@ import {
   schedulerRegistry,
 } from '@switchyard/core';
 import { describe, expect, it } from 'vitest';
-import { config, expectAllFree, makeKv, makeSeq, run, step } from './__fixtures__/harness.js';
+import { expectAllFree, makeSeq, run, schedulerConfig as config, step } from '@switchyard/core/testing';
+
+/** The real paged KV manager, blocks of 4 tokens. */
+const makeKv = (numBlocks: number, enablePrefixCaching = false) => new PagedKvCacheManager({ numBlocks, blockSize: 4, enablePrefixCaching });
 import { ContinuousScheduler, register } from './index.js';
 
 function setup(o: Partial<SchedulerConfig> = {}, numBlocks = 64, kv: KvCacheManager = makeKv(numBlocks)) {

@@ -1,23 +1,14 @@
-import { PagedKvCacheManager } from '@switchyard/attention-paged';
-import {
-  DEFAULT_SAMPLING,
-  DEFAULT_SCHEDULER_CONFIG,
-  type KvCacheManager,
-  type Scheduler,
-  type SchedulerConfig,
-  type SchedulerOutput,
-  Sequence,
-} from '@switchyard/core';
+/** Drives a scheduler without a model: the test helpers both scheduler packages share. */
+import type { KvCacheManager } from '../kv-cache.js';
+import { DEFAULT_SAMPLING } from '../sampling-params.js';
+import { DEFAULT_SCHEDULER_CONFIG, type Scheduler, type SchedulerConfig, type SchedulerOutput } from '../scheduler.js';
+import { Sequence } from '../sequence.js';
 import { expect } from 'vitest';
 
-export const config = (o: Partial<SchedulerConfig> = {}): SchedulerConfig => ({
+export const schedulerConfig = (o: Partial<SchedulerConfig> = {}): SchedulerConfig => ({
   ...DEFAULT_SCHEDULER_CONFIG,
   ...o,
 });
-
-/** The real paged KV manager, blocks of 4 tokens. */
-export const makeKv = (numBlocks: number, enablePrefixCaching = false): KvCacheManager =>
-  new PagedKvCacheManager({ numBlocks, blockSize: 4, enablePrefixCaching });
 
 let clock = 0;
 
