@@ -57,6 +57,8 @@ export function summarize(xs: number[]): Summary {
   return { mean: s.reduce((a, b) => a + b, 0) / s.length, p50: q(0.5), p99: q(0.99) };
 }
 
+export type BenchReport = ReturnType<typeof benchReport>;
+
 /** The figures `switchyard bench --json` prints, from finished results. */
 export function benchReport(results: GenerateResult[], durationS: number) {
   const out = results.reduce((a, r) => a + r.usage.completionTokens, 0);
