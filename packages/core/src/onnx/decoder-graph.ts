@@ -11,11 +11,16 @@ export type WeightRef = (name: string) => string;
  * - `input_ids` [T], `position_ids` [T];
  * - `past_key.i` / `past_value.i` [P, Hkv·D]: the cached K/V the batch attends to, gathered from
  *   the pool by the executor (all sequences' context, concatenated);
- * - `kv_index` [B·Lk]: for each sequence, the rows of concat(past, new) forming its keys in
- *   position order, padded to the longest Lk;
- * - `q_index` [B·Lq]: the rows of the packed tokens forming each sequence's queries, padded;
- * - `out_index` [T]: where each packed token sits in the padded [B·Lq] layout;
- * - `attn_bias` [B, 1, 1, Lq, Lk]: 0 where a query sees a key (causal, same sequence), else -1e9;
+ * - attention runs per group of sequences, padded within the group: group 0 holds the sequences
+ *   with one new token (decode), group 1 the others (prefill chunks), so one long prefill does not
+ *   pad every decode to its length. For each group g:
+ *   - `kv_index.g` [B·Lk]: per sequence, the rows of concat(past, new) forming its keys in
+ *     position order, padded to the group's longest Lk;
+ *   - `q_index.g` [B·Lq]: per sequence, the rows of the packed tokens forming its queries, padded;
+ *   - `attn_bias.g` [B, 1, 1, Lq, Lk]: 0 where a query sees a key (causal), else -1e9;
+ *   (an empty group is one fully masked dummy sequence);
+ * - `out_index` [T]: where each packed token's attention output sits in concat(group 0's padded
+ *   [B·Lq] rows, group 1's);
  * - `sample_index` [S]: the packed rows whose logits are wanted.
  * Outputs: `logits` [S, V] and `present_key.i` / `present_value.i` [T, Hkv·D] (the new tokens'
  * K after RoPE and V), which the executor writes into the pool at the tokens' slots.
@@ -23,10 +28,10 @@ export type WeightRef = (name: string) => string;
 export const DecoderIO = {
   inputIds: 'input_ids',
   positionIds: 'position_ids',
-  kvIndex: 'kv_index',
-  qIndex: 'q_index',
+  kvIndex: (group: number) => `kv_index.${group}`,
+  qIndex: (group: number) => `q_index.${group}`,
+  attnBias: (group: number) => `attn_bias.${group}`,
   outIndex: 'out_index',
-  attnBias: 'attn_bias',
   sampleIndex: 'sample_index',
   pastKey: (i: number) => `past_key.${i}`,
   pastValue: (i: number) => `past_value.${i}`,
@@ -45,22 +50,47 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
 
   const inputIds = g.input(DecoderIO.inputIds, I32, ['T']);
   const positions = g.input(DecoderIO.positionIds, I32, ['T']);
-  const kvIndex = g.input(DecoderIO.kvIndex, I32, ['BLk']);
-  const qIndex = g.input(DecoderIO.qIndex, I32, ['BLq']);
   const outIndex = g.input(DecoderIO.outIndex, I32, ['T']);
-  const bias = g.input(DecoderIO.attnBias, F, ['B', 1, 1, 'Lq', 'Lk']);
   const sampleIndex = g.input(DecoderIO.sampleIndex, I32, ['S']);
-  const biasShape = g.op('Shape', [bias]);
-  const lq = g.op('Slice', [biasShape, g.int64([3]), g.int64([4])], {}, { name: 'lq' });
-  const lk = g.op('Slice', [biasShape, g.int64([4]), g.int64([5])], {}, { name: 'lk' });
   const shape = (...parts: (number[] | string)[]): string =>
     g.op('Concat', parts.map((x) => (typeof x === 'string' ? x : g.int64(x))), { axis: 0 }, { name: 'shape' });
-  const kvShape = shape([-1], lk, [Hkv, D]);
-  const qShape = shape([-1], lq, [Hkv, group, D]);
-  const scoresShape = shape([0, Hkv, group], lq, lk);
-  const probsShape = shape([0, Hkv, -1], lk);
-  const ctxShape = shape([0, Hkv, group], lq, [D]);
   const scale = g.float32([1 / Math.sqrt(D)], []);
+  const groups = [0, 1].map((i) =>
+    g.within(`group${i}`, () => {
+      const bias = g.input(DecoderIO.attnBias(i), F, [`B${i}`, 1, 1, `Lq${i}`, `Lk${i}`]);
+      const biasShape = g.op('Shape', [bias]);
+      const lq = g.op('Slice', [biasShape, g.int64([3]), g.int64([4])], {}, { name: 'lq' });
+      const lk = g.op('Slice', [biasShape, g.int64([4]), g.int64([5])], {}, { name: 'lk' });
+      return {
+        name: `group${i}`,
+        kvIndex: g.input(DecoderIO.kvIndex(i), I32, [`BLk${i}`]),
+        qIndex: g.input(DecoderIO.qIndex(i), I32, [`BLq${i}`]),
+        bias,
+        kvShape: shape([-1], lk, [Hkv, D]),
+        qShape: shape([-1], lq, [Hkv, group, D]),
+        scoresShape: shape([0, Hkv, group], lq, lk),
+        probsShape: shape([0, Hkv, -1], lk),
+        ctxShape: shape([0, Hkv, group], lq, [D]),
+      };
+    }),
+  );
+  type Group = (typeof groups)[number];
+
+  /** Attention of one group's padded sequences: [B·Lq, H·D] rows. */
+  const attend = (grp: Group, qRot: string, kAll: string, vAll: string): string =>
+    g.within(grp.name, () => {
+      // Keys per sequence: [B, Hkv, D, Lk]; values: [B, Hkv, Lk, D]
+      const kB = g.transpose(g.op('Reshape', [g.op('Gather', [kAll, grp.kvIndex], { axis: 0 }), grp.kvShape]), [0, 2, 3, 1]);
+      const vB = g.transpose(g.op('Reshape', [g.op('Gather', [vAll, grp.kvIndex], { axis: 0 }), grp.kvShape]), [0, 2, 1, 3]);
+      // Queries per sequence, grouped by KV head: [B, Hkv, group·Lq, D]
+      const qPad = g.op('Gather', [qRot, grp.qIndex], { axis: 0 });
+      const qB = g.reshape(g.transpose(g.op('Reshape', [qPad, grp.qShape]), [0, 2, 3, 1, 4]), [0, Hkv, -1, D]);
+      const scores = g.op('Reshape', [g.op('MatMul', [qB, kB], {}, { name: 'scores' }), grp.scoresShape]);
+      const scaled = g.op('Add', [g.op('Mul', [scores, scale]), grp.bias]);
+      const probs = g.op('Reshape', [g.op('Softmax', [scaled], { axis: -1 }), grp.probsShape]);
+      const ctx = g.op('Reshape', [g.op('MatMul', [probs, vB], {}, { name: 'context' }), grp.ctxShape]);
+      return g.reshape(g.transpose(ctx, [0, 3, 1, 2, 4]), [-1, H * D]);
+    });
 
   const linear = (x: string, weight: string, hasBias: boolean): string => {
     const inputs = [x, w(`${weight}.weight`)];
@@ -105,19 +135,10 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
 
       const pastK = g.input(DecoderIO.pastKey(i), F, ['P', Hkv * D]);
       const pastV = g.input(DecoderIO.pastValue(i), F, ['P', Hkv * D]);
-      // Keys per sequence: [B, Hkv, D, Lk]; values: [B, Hkv, Lk, D]
-      const keys = g.op('Gather', [g.op('Concat', [pastK, kRot], { axis: 0 }), kvIndex], { axis: 0 });
-      const kB = g.transpose(g.op('Reshape', [keys, kvShape]), [0, 2, 3, 1]);
-      const vals = g.op('Gather', [g.op('Concat', [pastV, v], { axis: 0 }), kvIndex], { axis: 0 });
-      const vB = g.transpose(g.op('Reshape', [vals, kvShape]), [0, 2, 1, 3]);
-      // Queries per sequence, grouped by KV head: [B, Hkv, group·Lq, D]
-      const qPad = g.op('Gather', [qRot, qIndex], { axis: 0 });
-      const qB = g.reshape(g.transpose(g.op('Reshape', [qPad, qShape]), [0, 2, 3, 1, 4]), [0, Hkv, -1, D]);
-      const scores = g.op('Reshape', [g.op('MatMul', [qB, kB], {}, { name: 'scores' }), scoresShape]);
-      const scaled = g.op('Add', [g.op('Mul', [scores, scale]), bias]);
-      const probs = g.op('Reshape', [g.op('Softmax', [scaled], { axis: -1 }), probsShape]);
-      const ctx = g.op('Reshape', [g.op('MatMul', [probs, vB], {}, { name: 'context' }), ctxShape]);
-      const attnOut = g.op('Gather', [g.reshape(g.transpose(ctx, [0, 3, 1, 2, 4]), [-1, H * D]), outIndex], { axis: 0 });
+      const kAll = g.op('Concat', [pastK, kRot], { axis: 0 });
+      const vAll = g.op('Concat', [pastV, v], { axis: 0 });
+      const padded = g.op('Concat', groups.map((grp) => attend(grp, qRot, kAll, vAll)), { axis: 0 });
+      const attnOut = g.op('Gather', [padded, outIndex], { axis: 0 });
       x = g.op('Add', [x, linear(attnOut, `${pre}.self_attn.o_proj`, spec.oBias)], {}, { name: 'residual' });
 
       const h2 = rmsNorm(x, `${pre}.post_attention_layernorm.weight`);

@@ -62,62 +62,47 @@ export class CpuExecutor implements Executor {
   async run(batch: readonly StepSequence[]): Promise<Float32Array> {
     const { blockSize } = this.pool;
     const row = this.rowSize;
-    const B = batch.length;
     let T = 0;
     let P = 0;
-    let Lq = 0;
-    let Lk = 0;
     let S = 0;
-    for (const s of batch) {
+    const members: Member[] = batch.map((s) => {
+      const m = { s, token: T, past: P };
       T += s.tokenIds.length;
       P += s.start;
-      Lq = Math.max(Lq, s.tokenIds.length);
-      Lk = Math.max(Lk, s.start + s.tokenIds.length);
       if (s.sample) S++;
-    }
+      return m;
+    });
     const inputIds = new Int32Array(T);
     const positions = new Int32Array(T);
-    const kvIndex = new Int32Array(B * Lk);
-    const qIndex = new Int32Array(B * Lq);
-    const outIndex = new Int32Array(T);
-    const bias = new Float32Array(B * Lq * Lk).fill(MASKED);
-    const sampleIndex = new Int32Array(S);
     const newSlots = new Int32Array(T);
     const pastSlots = new Int32Array(P);
-
-    let t = 0;
-    let past = 0;
+    const sampleIndex = new Int32Array(S);
     let sampled = 0;
-    batch.forEach((s, b) => {
-      const n = s.tokenIds.length;
-      for (let j = 0; j < s.start; j++) {
-        pastSlots[past + j] = slotOf(s.blockTable, j, blockSize);
-        kvIndex[b * Lk + j] = past + j;
+    for (const { s, token, past } of members) {
+      for (let j = 0; j < s.start; j++) pastSlots[past + j] = slotOf(s.blockTable, j, blockSize);
+      for (let i = 0; i < s.tokenIds.length; i++) {
+        inputIds[token + i] = s.tokenIds[i];
+        positions[token + i] = s.start + i;
+        newSlots[token + i] = slotOf(s.blockTable, s.start + i, blockSize);
       }
-      for (let i = 0; i < n; i++) {
-        const pos = s.start + i;
-        inputIds[t + i] = s.tokenIds[i];
-        positions[t + i] = pos;
-        newSlots[t + i] = slotOf(s.blockTable, pos, blockSize);
-        kvIndex[b * Lk + pos] = P + t + i;
-        qIndex[b * Lq + i] = t + i;
-        outIndex[t + i] = b * Lq + i;
-        bias.fill(0, (b * Lq + i) * Lk, (b * Lq + i) * Lk + pos + 1);
-      }
-      if (s.sample) sampleIndex[sampled++] = t + n - 1;
-      t += n;
-      past += s.start;
-    });
+      if (s.sample) sampleIndex[sampled++] = token + s.tokenIds.length - 1;
+    }
+    // Decodes (one new token) and prefill chunks attend in separate padded groups.
+    const outIndex = new Int32Array(T);
+    const decode = attentionGroup(members.filter((m) => m.s.tokenIds.length === 1), P, outIndex, 0);
+    const prefill = attentionGroup(members.filter((m) => m.s.tokenIds.length !== 1), P, outIndex, decode.numRows);
 
     const feeds: Record<string, ort.Tensor> = {
       [DecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
       [DecoderIO.positionIds]: new ort.Tensor('int32', positions, [T]),
-      [DecoderIO.kvIndex]: new ort.Tensor('int32', kvIndex, [B * Lk]),
-      [DecoderIO.qIndex]: new ort.Tensor('int32', qIndex, [B * Lq]),
       [DecoderIO.outIndex]: new ort.Tensor('int32', outIndex, [T]),
-      [DecoderIO.attnBias]: new ort.Tensor('float32', bias, [B, 1, 1, Lq, Lk]),
       [DecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
     };
+    [decode, prefill].forEach((grp, i) => {
+      feeds[DecoderIO.kvIndex(i)] = new ort.Tensor('int32', grp.kvIndex, [grp.kvIndex.length]);
+      feeds[DecoderIO.qIndex(i)] = new ort.Tensor('int32', grp.qIndex, [grp.qIndex.length]);
+      feeds[DecoderIO.attnBias(i)] = new ort.Tensor('float32', grp.bias, [grp.B, 1, 1, grp.Lq, grp.Lk]);
+    });
     for (let l = 0; l < this.spec.numLayers; l++) {
       feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', gatherRows(this.keys[l], pastSlots, row), [P, row]);
       feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', gatherRows(this.values[l], pastSlots, row), [P, row]);
@@ -144,6 +129,52 @@ export async function createSession(graph: CachedGraph, options: ort.InferenceSe
     ...options,
     extra: { session: { model_external_initializers_file_folder_path: graph.externalDataFolder } },
   });
+}
+
+interface Member {
+  s: StepSequence;
+  /** Row of the sequence's first new token in the packed batch. */
+  token: number;
+  /** Row of its first cached token in the gathered past. */
+  past: number;
+}
+
+interface AttentionGroup {
+  B: number;
+  Lq: number;
+  Lk: number;
+  kvIndex: Int32Array;
+  qIndex: Int32Array;
+  bias: Float32Array;
+  numRows: number;
+}
+
+/**
+ * The padded layout of one attention group; fills `outIndex` for its tokens, whose padded rows
+ * start at `rowBase`. An empty group becomes one fully masked dummy sequence.
+ */
+function attentionGroup(members: Member[], P: number, outIndex: Int32Array, rowBase: number): AttentionGroup {
+  const B = Math.max(1, members.length);
+  let Lq = 1;
+  let Lk = 1;
+  for (const { s } of members) {
+    Lq = Math.max(Lq, s.tokenIds.length);
+    Lk = Math.max(Lk, s.start + s.tokenIds.length);
+  }
+  const kvIndex = new Int32Array(B * Lk);
+  const qIndex = new Int32Array(B * Lq);
+  const bias = new Float32Array(B * Lq * Lk).fill(MASKED);
+  members.forEach(({ s, token, past }, b) => {
+    for (let j = 0; j < s.start; j++) kvIndex[b * Lk + j] = past + j;
+    for (let i = 0; i < s.tokenIds.length; i++) {
+      const pos = s.start + i;
+      kvIndex[b * Lk + pos] = P + token + i;
+      qIndex[b * Lq + i] = token + i;
+      outIndex[token + i] = rowBase + b * Lq + i;
+      bias.fill(0, (b * Lq + i) * Lk, (b * Lq + i) * Lk + pos + 1);
+    }
+  });
+  return { B, Lq, Lk, kvIndex, qIndex, bias, numRows: B * Lq };
 }
 
 function slotOf(table: readonly number[], pos: number, blockSize: number): number {

@@ -10,7 +10,7 @@ import { GraphBuilder } from '../onnx/graph-builder.js';
 import { DataType, encodeModel, type TensorDef } from '../onnx/proto.js';
 
 /** Bump when the emitted graphs change, so cached graphs are rebuilt. */
-const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 2;
 
 export function cacheRoot(): string {
   return process.env.SWITCHYARD_CACHE_DIR ?? join(homedir(), '.cache', 'switchyard');
