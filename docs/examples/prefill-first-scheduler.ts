@@ -84,5 +84,8 @@ export class PrefillFirstScheduler implements Scheduler {
 
 /** Adds the scheduler to a container under the name 'prefill-first'. */
 export function register(container: DependencyContainer): void {
-  schedulerRegistry(container).register('prefill-first', (config, kv) => new PrefillFirstScheduler(config, kv));
+  schedulerRegistry(container).register(
+    'prefill-first',
+    (config, kv) => new PrefillFirstScheduler(config, kv),
+  );
 }

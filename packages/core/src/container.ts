@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import { type DependencyContainer, container as rootContainer } from 'tsyringe';
 import type { KvCacheManagerFactory } from './kv-cache.js';
 import type { ModelDefinition } from './model.js';
 import { Registry } from './registry.js';

@@ -5,7 +5,12 @@
 export class SwitchyardError extends Error {
   constructor(
     message: string,
-    readonly kind: 'invalid_request' | 'not_found' | 'model_load' | 'capacity' | 'internal' = 'invalid_request',
+    readonly kind:
+      | 'invalid_request'
+      | 'not_found'
+      | 'model_load'
+      | 'capacity'
+      | 'internal' = 'invalid_request',
     readonly param?: string,
   ) {
     super(message);

@@ -1,4 +1,9 @@
-import { type DependencyContainer, llamaFamilyDecoder, type ModelDefinition, modelRegistry } from '@switchyard/core';
+import {
+  type DependencyContainer,
+  llamaFamilyDecoder,
+  type ModelDefinition,
+  modelRegistry,
+} from '@switchyard/core';
 
 /** LlamaForCausalLM: Llama 2, 3, 3.1 (llama3 rope scaling), Vicuna, and the demo text model. */
 export const llama: ModelDefinition = {

@@ -1,4 +1,9 @@
-import { type DependencyContainer, llamaFamilyDecoder, type ModelDefinition, modelRegistry } from '@switchyard/core';
+import {
+  type DependencyContainer,
+  llamaFamilyDecoder,
+  type ModelDefinition,
+  modelRegistry,
+} from '@switchyard/core';
 
 /** Qwen2ForCausalLM (Qwen2, Qwen2.5): q/k/v projections carry a bias, o_proj does not. */
 export const qwen2: ModelDefinition = {
@@ -12,9 +17,13 @@ export const qwen2: ModelDefinition = {
 /** Qwen3ForCausalLM: per-head RMSNorm of q and k before RoPE; head_dim independent of hidden size. */
 export const qwen3: ModelDefinition = {
   architectures: ['Qwen3ForCausalLM'],
-  describe: (ckpt) => ({ architecture: ckpt.architecture, decoder: llamaFamilyDecoder(ckpt.textConfig, { qkNorm: true }) }),
+  describe: (ckpt) => ({
+    architecture: ckpt.architecture,
+    decoder: llamaFamilyDecoder(ckpt.textConfig, { qkNorm: true }),
+  }),
 };
 
 export function register(container: DependencyContainer): void {
-  for (const def of [qwen2, qwen3]) for (const arch of def.architectures) modelRegistry(container).register(arch, def);
+  for (const def of [qwen2, qwen3])
+    for (const arch of def.architectures) modelRegistry(container).register(arch, def);
 }

@@ -5,11 +5,13 @@ import {
   type SchedulerConfig,
   schedulerRegistry,
 } from '@switchyard/core';
+import { schedulerConfig as config, expectAllFree, makeSeq, run, step } from '@switchyard/core/testing';
 import { describe, expect, it } from 'vitest';
-import { expectAllFree, makeSeq, run, schedulerConfig as config, step } from '@switchyard/core/testing';
 
 /** The real paged KV manager, blocks of 4 tokens. */
-const makeKv = (numBlocks: number, enablePrefixCaching = false) => new PagedKvCacheManager({ numBlocks, blockSize: 4, enablePrefixCaching });
+const makeKv = (numBlocks: number, enablePrefixCaching = false) =>
+  new PagedKvCacheManager({ numBlocks, blockSize: 4, enablePrefixCaching });
+
 import { FcfsScheduler, register } from './index.js';
 
 function setup(o: Partial<SchedulerConfig> = {}, numBlocks = 64, kv: KvCacheManager = makeKv(numBlocks)) {

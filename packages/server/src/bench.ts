@@ -1,5 +1,11 @@
 import { parseArgs } from 'node:util';
-import { type EngineOptions, type GenerateRequest, type GenerateResult, Rng, SwitchyardError } from '@switchyard/core';
+import {
+  type EngineOptions,
+  type GenerateRequest,
+  type GenerateResult,
+  Rng,
+  SwitchyardError,
+} from '@switchyard/core';
 import { createEngine } from './create-engine.js';
 
 export interface Workload {
@@ -27,17 +33,24 @@ export interface WorkloadOptions {
 export function makeWorkload(o: WorkloadOptions): Workload {
   const rng = new Rng(o.seed);
   const int = (lo: number, hi: number) => lo + Math.floor(rng.next() * (hi - lo + 1));
-  const around = (n: number) => Math.max(1, int(Math.round(n * (1 - o.rangeRatio)), Math.round(n * (1 + o.rangeRatio))));
+  const around = (n: number) =>
+    Math.max(1, int(Math.round(n * (1 - o.rangeRatio)), Math.round(n * (1 + o.rangeRatio))));
   // Ids from the middle of the vocabulary keep clear of special tokens at either end.
   const token = () => int(Math.floor(o.vocabSize * 0.1), Math.floor(o.vocabSize * 0.9));
-  const prefixes = Array.from({ length: o.numPrefixes }, () => Array.from({ length: o.sharedPrefixLen }, token));
+  const prefixes = Array.from({ length: o.numPrefixes }, () =>
+    Array.from({ length: o.sharedPrefixLen }, token),
+  );
   const requests: GenerateRequest[] = [];
   const arrivals: number[] = [];
   let t = 0;
   for (let i = 0; i < o.numRequests; i++) {
     const own = Array.from({ length: around(o.inputLen) }, token);
     const promptIds = o.workload === 'shared-prefix' ? [...prefixes[i % o.numPrefixes], ...own] : own;
-    requests.push({ id: `bench-${i}`, promptIds, sampling: { maxTokens: around(o.outputLen), ignoreEos: true } });
+    requests.push({
+      id: `bench-${i}`,
+      promptIds,
+      sampling: { maxTokens: around(o.outputLen), ignoreEos: true },
+    });
     arrivals.push(t);
     if (Number.isFinite(o.requestRate)) t += -Math.log(1 - rng.next()) / o.requestRate;
   }
@@ -77,7 +90,10 @@ export function benchReport(results: GenerateResult[], durationS: number) {
   };
 }
 
-export async function runBench(args: string[], toEngineOptions: (v: Record<string, unknown>) => EngineOptions): Promise<number> {
+export async function runBench(
+  args: string[],
+  toEngineOptions: (v: Record<string, unknown>) => EngineOptions,
+): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -105,7 +121,10 @@ export async function runBench(args: string[], toEngineOptions: (v: Record<strin
       json: { type: 'boolean' },
     },
   });
-  if (values.url) throw new SwitchyardError('--url needs the HTTP server, which is not in this build yet; run in-process without --url');
+  if (values.url)
+    throw new SwitchyardError(
+      '--url needs the HTTP server, which is not in this build yet; run in-process without --url',
+    );
   const workload = values.workload;
   if (workload !== 'random' && workload !== 'shared-prefix') {
     throw new SwitchyardError(`--workload must be random or shared-prefix, got '${workload}'`);
@@ -113,7 +132,8 @@ export async function runBench(args: string[], toEngineOptions: (v: Record<strin
   const num = (name: string, min = 0): number => {
     const v = (values as unknown as Record<string, string>)[name];
     const n = v === 'inf' ? Number.POSITIVE_INFINITY : Number(v);
-    if (Number.isNaN(n) || n < min) throw new SwitchyardError(`--${name} must be a number ≥ ${min}, got '${v}'`);
+    if (Number.isNaN(n) || n < min)
+      throw new SwitchyardError(`--${name} must be a number ≥ ${min}, got '${v}'`);
     return n;
   };
   const options = toEngineOptions(values);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture, fixtureTitle } from '@switchyard/core/testing';
@@ -7,7 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DEMO_MODEL } from './cli.js';
 
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin.js');
-const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+const run = (...args: string[]) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
 const qwen = fixture('qwen2-tiny');
 const tmp = mkdtempSync(join(tmpdir(), 'switchyard-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -33,7 +34,9 @@ function expectOneLineError(r: ReturnType<typeof run>, pattern: RegExp): void {
 describe('switchyard generate', () => {
   it('answers like transformers with the embedded demo model', () => {
     const ref = JSON.parse(readFileSync(join(DEMO_MODEL, 'demo_reference.json'), 'utf8'));
-    const c = ref.chat.find((x: { messages: { content: string }[] }) => x.messages[0].content === 'What does json.dumps do?');
+    const c = ref.chat.find(
+      (x: { messages: { content: string }[] }) => x.messages[0].content === 'What does json.dumps do?',
+    );
     const messages = join(tmp, 'demo.json');
     writeFileSync(messages, JSON.stringify(c.messages));
     const r = run('generate', '--model', DEMO_MODEL, '--messages', messages, '--max-tokens', '64', '--json');
@@ -45,7 +48,17 @@ describe('switchyard generate', () => {
   });
 
   it('prints nothing but one JSON object with the contract fields', () => {
-    const r = run('generate', '--model', DEMO_MODEL, '--prompt-ids', '0,55,281', '--max-tokens', '3', '--ignore-eos', '--json');
+    const r = run(
+      'generate',
+      '--model',
+      DEMO_MODEL,
+      '--prompt-ids',
+      '0,55,281',
+      '--max-tokens',
+      '3',
+      '--ignore-eos',
+      '--json',
+    );
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(Object.keys(out).sort()).toEqual(['finish_reason', 'prompt_token_ids', 'text', 'token_ids']);
@@ -59,7 +72,17 @@ describe('switchyard generate', () => {
       const ref = qwen.reference().chat[0];
       const messages = join(tmp, 'm.json');
       writeFileSync(messages, JSON.stringify(ref.messages));
-      const r = run('generate', '--model', qwen.dir, '--messages', messages, '--max-tokens', '12', '--ignore-eos', '--json');
+      const r = run(
+        'generate',
+        '--model',
+        qwen.dir,
+        '--messages',
+        messages,
+        '--max-tokens',
+        '12',
+        '--ignore-eos',
+        '--json',
+      );
       const out = JSON.parse(r.stdout);
       expect(out.prompt_token_ids).toEqual(ref.prompt_ids);
       expect(out.token_ids).toEqual(ref.generated_ids);
@@ -87,10 +110,20 @@ describe('switchyard generate', () => {
           }),
         /unknown model architecture 'MambaForCausalLM'; known: .*Qwen2ForCausalLM/,
       ],
-      ['a truncated safetensors file', () => brokenCopy('trunc', (d) => truncateSync(join(d, 'model.safetensors'), 50_000)), /truncated/],
+      [
+        'a truncated safetensors file',
+        () => brokenCopy('trunc', (d) => truncateSync(join(d, 'model.safetensors'), 50_000)),
+        /truncated/,
+      ],
       [
         'a corrupt safetensors header',
-        () => brokenCopy('corrupt', (d) => writeFileSync(join(d, 'model.safetensors'), Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{not json!!!!!!}'))),
+        () =>
+          brokenCopy('corrupt', (d) =>
+            writeFileSync(
+              join(d, 'model.safetensors'),
+              Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{not json!!!!!!}'),
+            ),
+          ),
         /corrupt/,
       ],
     ])('fails on %s with a one-line error', (_what, dir, pattern) => {
@@ -99,13 +132,22 @@ describe('switchyard generate', () => {
 
     it('fails on a prompt longer than the context with a one-line error', () => {
       const ids = Array.from({ length: 2100 }, (_, i) => 10 + (i % 100)).join(',');
-      expectOneLineError(run('generate', '--model', qwen.dir, '--prompt-ids', ids), /prompt has 2100 tokens but the context holds 2048/);
+      expectOneLineError(
+        run('generate', '--model', qwen.dir, '--prompt-ids', ids),
+        /prompt has 2100 tokens but the context holds 2048/,
+      );
     });
   });
 
   it('rejects bad flags with a one-line error', () => {
-    expectOneLineError(run('generate', '--model', DEMO_MODEL, '--prompt', 'x', '--temperature=-1'), /temperature/);
-    expectOneLineError(run('generate', '--model', DEMO_MODEL, '--prompt', 'x', '--scheduler', 'nope'), /unknown scheduler 'nope'; known: continuous, fcfs/);
+    expectOneLineError(
+      run('generate', '--model', DEMO_MODEL, '--prompt', 'x', '--temperature=-1'),
+      /temperature/,
+    );
+    expectOneLineError(
+      run('generate', '--model', DEMO_MODEL, '--prompt', 'x', '--scheduler', 'nope'),
+      /unknown scheduler 'nope'; known: continuous, fcfs/,
+    );
     expectOneLineError(run('generate', '--model', DEMO_MODEL), /exactly one of --prompt/);
   });
 });

@@ -2,12 +2,25 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type ChatMessage, type Engine, type EngineOptions, type GenerateRequest, SwitchyardError } from '@switchyard/core';
+import {
+  type ChatMessage,
+  type Engine,
+  type EngineOptions,
+  type GenerateRequest,
+  SwitchyardError,
+} from '@switchyard/core';
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
 
 /** The embedded demo model that a fresh clone serves with no download. */
-export const DEMO_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'models', 'switchyard-demo-text');
+export const DEMO_MODEL = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  'models',
+  'switchyard-demo-text',
+);
 
 const ENGINE_FLAGS = {
   model: { type: 'string' },
@@ -50,8 +63,11 @@ export async function main(argv: string[]): Promise<number> {
         throw new SwitchyardError(`unknown command '${command}'; commands: generate, bench, start`);
     }
   } catch (e) {
-    const known = e instanceof SwitchyardError || String((e as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
-    const msg = known ? (e as Error).message : `internal error: ${(e as Error).message} (set SWITCHYARD_DEBUG=1 for the stack)`;
+    const known =
+      e instanceof SwitchyardError || String((e as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
+    const msg = known
+      ? (e as Error).message
+      : `internal error: ${(e as Error).message} (set SWITCHYARD_DEBUG=1 for the stack)`;
     process.stderr.write(`switchyard: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
     if (!known && process.env.SWITCHYARD_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;
@@ -64,10 +80,12 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     const v = values[name];
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new SwitchyardError(`--${name} must be a positive integer, got '${v}'`);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new SwitchyardError(`--${name} must be a positive integer, got '${v}'`);
     return n;
   };
-  if (typeof values.model !== 'string') throw new SwitchyardError('--model DIR is required (a Hugging Face checkpoint folder)');
+  if (typeof values.model !== 'string')
+    throw new SwitchyardError('--model DIR is required (a Hugging Face checkpoint folder)');
   return {
     model: values.model,
     scheduler: values.scheduler as string | undefined,
@@ -107,7 +125,8 @@ async function generate(args: string[]): Promise<number> {
     const v = values[name];
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new SwitchyardError(`--${name} must be a number, got '${v}'`);
+    if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n))
+      throw new SwitchyardError(`--${name} must be a number, got '${v}'`);
     return n;
   };
   if (values.image?.length) {
@@ -126,8 +145,11 @@ async function generate(args: string[]): Promise<number> {
       ignoreEos: values['ignore-eos'],
     },
   };
-  const given = ['prompt', 'prompt-ids', 'messages'].filter((k) => values[k as keyof typeof values] !== undefined);
-  if (given.length !== 1) throw new SwitchyardError('give exactly one of --prompt, --prompt-ids and --messages');
+  const given = ['prompt', 'prompt-ids', 'messages'].filter(
+    (k) => values[k as keyof typeof values] !== undefined,
+  );
+  if (given.length !== 1)
+    throw new SwitchyardError('give exactly one of --prompt, --prompt-ids and --messages');
   if (values.prompt !== undefined) request.prompt = values.prompt;
   if (values['prompt-ids'] !== undefined) request.promptIds = parseIds(values['prompt-ids']);
   if (values.messages !== undefined) request.messages = readMessages(values.messages);
@@ -137,7 +159,12 @@ async function generate(args: string[]): Promise<number> {
     const [result] = await engine.generate([request]);
     const out = result.outputs[0];
     if (values.json) {
-      const json = { prompt_token_ids: result.promptTokenIds, token_ids: out.tokenIds, text: out.text, finish_reason: out.finishReason };
+      const json = {
+        prompt_token_ids: result.promptTokenIds,
+        token_ids: out.tokenIds,
+        text: out.text,
+        finish_reason: out.finishReason,
+      };
       process.stdout.write(`${JSON.stringify(json)}\n`);
     } else {
       process.stdout.write(`${out.text}\n`);
@@ -152,8 +179,12 @@ async function start(): Promise<number> {
   const engine: Engine = await createEngine({ model: DEMO_MODEL });
   try {
     const question = 'What does json.dumps do?';
-    const [result] = await engine.generate([{ messages: [{ role: 'user', content: question }], sampling: { maxTokens: 48 } }]);
-    process.stdout.write(`Switchyard ${engine.info.architecture} demo (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`);
+    const [result] = await engine.generate([
+      { messages: [{ role: 'user', content: question }], sampling: { maxTokens: 48 } },
+    ]);
+    process.stdout.write(
+      `Switchyard ${engine.info.architecture} demo (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`,
+    );
     process.stdout.write(`> ${question}\n${result.outputs[0].text}\n`);
     return 0;
   } finally {
@@ -163,7 +194,8 @@ async function start(): Promise<number> {
 
 function parseIds(s: string): number[] {
   const ids = s.split(',').map((x) => Number(x.trim()));
-  if (ids.some((x) => !Number.isInteger(x) || x < 0)) throw new SwitchyardError(`--prompt-ids must be comma-separated token ids, got '${s}'`);
+  if (ids.some((x) => !Number.isInteger(x) || x < 0))
+    throw new SwitchyardError(`--prompt-ids must be comma-separated token ids, got '${s}'`);
   return ids;
 }
 

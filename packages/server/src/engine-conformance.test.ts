@@ -24,7 +24,8 @@ interface Case {
 /** All 12 greedy ids transformers gave for a case's prompt. */
 const fullIds = (c: Case): number[] => {
   const ref = fx.reference();
-  return [...ref.chat, ...(ref.completion ?? [])].find((r) => r.prompt_ids!.join() === c.promptIds.join())!.generated_ids;
+  return [...ref.chat, ...(ref.completion ?? [])].find((r) => r.prompt_ids!.join() === c.promptIds.join())!
+    .generated_ids;
 };
 
 function cases(): Case[] {
@@ -68,7 +69,9 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
       const cs = cases();
       await withEngine(base, async (e) => {
         const results = await e.generate(cs.map((c) => request(c)));
-        results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(cs[i].expected));
+        results.forEach((r, i) => {
+          expect(r.outputs[0].tokenIds).toEqual(cs[i].expected);
+        });
       });
     });
 
@@ -81,7 +84,9 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
             return (await e.generate([request(c)]))[0];
           }),
         );
-        results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(cs[i].expected));
+        results.forEach((r, i) => {
+          expect(r.outputs[0].tokenIds).toEqual(cs[i].expected);
+        });
       });
     });
 
@@ -90,8 +95,12 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
       // they have grown by their outputs (44 blocks): the continuous scheduler must preempt.
       const cs = cases().filter((c) => c.promptIds.length < 50);
       await withEngine({ ...base, kvCacheTokens: 128, blockSize: 4 }, async (e) => {
-        const results = await e.generate(cs.map((c) => ({ ...request(c), sampling: { maxTokens: 12, ignoreEos: true } })));
-        results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(fullIds(cs[i])));
+        const results = await e.generate(
+          cs.map((c) => ({ ...request(c), sampling: { maxTokens: 12, ignoreEos: true } })),
+        );
+        results.forEach((r, i) => {
+          expect(r.outputs[0].tokenIds).toEqual(fullIds(cs[i]));
+        });
         if (scheduler === 'continuous') expect(e.scheduler.numPreemptions).toBeGreaterThan(0);
         else expect(e.scheduler.numPreemptions).toBe(0); // fcfs reserves prompt + max tokens up front
       });
@@ -101,13 +110,27 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
       const cs = cases();
       const prefix = cs[0].promptIds;
       const shared = cs.slice(1).map((c) => ({ promptIds: [...prefix, ...c.promptIds], maxTokens: 6 }));
-      const solo = await withEngine({ scheduler: 'continuous', attention: 'paged', enablePrefixCaching: false }, (e) =>
-        e.generate(shared.map((s) => ({ promptIds: s.promptIds, sampling: { maxTokens: s.maxTokens, ignoreEos: true } }))),
+      const solo = await withEngine(
+        { scheduler: 'continuous', attention: 'paged', enablePrefixCaching: false },
+        (e) =>
+          e.generate(
+            shared.map((s) => ({
+              promptIds: s.promptIds,
+              sampling: { maxTokens: s.maxTokens, ignoreEos: true },
+            })),
+          ),
       );
       await withEngine({ ...base, blockSize: 8 }, async (e) => {
         await e.generate([request(cs[0])]);
-        const results = await e.generate(shared.map((s) => ({ promptIds: s.promptIds, sampling: { maxTokens: s.maxTokens, ignoreEos: true } })));
-        results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(solo[i].outputs[0].tokenIds));
+        const results = await e.generate(
+          shared.map((s) => ({
+            promptIds: s.promptIds,
+            sampling: { maxTokens: s.maxTokens, ignoreEos: true },
+          })),
+        );
+        results.forEach((r, i) => {
+          expect(r.outputs[0].tokenIds).toEqual(solo[i].outputs[0].tokenIds);
+        });
         expect(e.kv.prefixStats().hits).toBeGreaterThan(0);
         expect(results.every((r) => r.usage.cachedTokens >= Math.floor(prefix.length / 8) * 8)).toBe(true);
       });
@@ -117,7 +140,9 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
       const cs = cases();
       await withEngine({ ...base, maxNumBatchedTokens: 8, maxNumSeqs: 4 }, async (e) => {
         const results = await e.generate(cs.map((c) => request(c)));
-        results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(cs[i].expected));
+        results.forEach((r, i) => {
+          expect(r.outputs[0].tokenIds).toEqual(cs[i].expected);
+        });
         // The longest prompt needs more than one step of 8 tokens before its first token.
         expect(e.metrics.numSteps).toBeGreaterThan(Math.max(...cs.map((c) => c.promptIds.length)) / 8);
       });
@@ -127,7 +152,10 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
       const cs = cases();
       await withEngine(base, async (e) => {
         const controller = new AbortController();
-        const long = e.stream({ promptIds: cs[0].promptIds, sampling: { maxTokens: 200, ignoreEos: true } }, controller.signal);
+        const long = e.stream(
+          { promptIds: cs[0].promptIds, sampling: { maxTokens: 200, ignoreEos: true } },
+          controller.signal,
+        );
         const others = e.generate(cs.slice(1).map((c) => request(c)));
         let tokens = 0;
         let finish: string | undefined;
@@ -138,7 +166,9 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
         expect(finish).toBe('abort');
         expect(tokens).toBeLessThan(200);
         const results = await others;
-        results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(cs[i + 1].expected));
+        results.forEach((r, i) => {
+          expect(r.outputs[0].tokenIds).toEqual(cs[i + 1].expected);
+        });
       });
     });
   });
@@ -148,30 +178,42 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
     const cs = cases();
     for (const [scheduler, attention] of COMBOS) {
       const blockSize = [2, 4, 8][Math.floor(rng.next() * 3)];
-      await withEngine({ scheduler, attention, blockSize, kvCacheTokens: 128, maxNumBatchedTokens: 24 + Math.floor(rng.next() * 40) }, async (e) => {
-        const work: Promise<unknown>[] = [];
-        for (let i = 0; i < 24; i++) {
-          const c = cs[Math.floor(rng.next() * cs.length)];
-          const cut = 1 + Math.floor(rng.next() * c.expected.length);
-          const controller = new AbortController();
-          const abortAfter = rng.next() < 0.25 ? Math.floor(rng.next() * 4) : -1;
-          work.push(
-            (async () => {
-              await new Promise((r) => setTimeout(r, Math.floor(rng.next() * 20)));
-              let n = 0;
-              let ids: number[] = [];
-              for await (const ev of e.stream({ promptIds: c.promptIds, sampling: { maxTokens: cut, ignoreEos: true } }, controller.signal)) {
-                if (ev.type === 'delta' && n++ === abortAfter) controller.abort();
-                if (ev.type === 'done') ids = ev.result.outputs[0].tokenIds;
-              }
-              // Aborted or not, what came out is a prefix of the solo output.
-              expect(ids).toEqual(c.expected.slice(0, ids.length));
-              if (abortAfter < 0) expect(ids).toHaveLength(cut);
-            })(),
-          );
-        }
-        await Promise.all(work);
-      });
+      await withEngine(
+        {
+          scheduler,
+          attention,
+          blockSize,
+          kvCacheTokens: 128,
+          maxNumBatchedTokens: 24 + Math.floor(rng.next() * 40),
+        },
+        async (e) => {
+          const work: Promise<unknown>[] = [];
+          for (let i = 0; i < 24; i++) {
+            const c = cs[Math.floor(rng.next() * cs.length)];
+            const cut = 1 + Math.floor(rng.next() * c.expected.length);
+            const controller = new AbortController();
+            const abortAfter = rng.next() < 0.25 ? Math.floor(rng.next() * 4) : -1;
+            work.push(
+              (async () => {
+                await new Promise((r) => setTimeout(r, Math.floor(rng.next() * 20)));
+                let n = 0;
+                let ids: number[] = [];
+                for await (const ev of e.stream(
+                  { promptIds: c.promptIds, sampling: { maxTokens: cut, ignoreEos: true } },
+                  controller.signal,
+                )) {
+                  if (ev.type === 'delta' && n++ === abortAfter) controller.abort();
+                  if (ev.type === 'done') ids = ev.result.outputs[0].tokenIds;
+                }
+                // Aborted or not, what came out is a prefix of the solo output.
+                expect(ids).toEqual(c.expected.slice(0, ids.length));
+                if (abortAfter < 0) expect(ids).toHaveLength(cut);
+              })(),
+            );
+          }
+          await Promise.all(work);
+        },
+      );
     }
   }, 120_000);
 });

@@ -1,4 +1,4 @@
-import type { Engine } from '@switchyard/core';
+import type { Engine, GenerateResult } from '@switchyard/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_MODEL } from './cli.js';
 import { createEngine } from './create-engine.js';
@@ -27,21 +27,31 @@ describe('engine', () => {
     [{ maxTokens: 0 }, 'max_tokens'],
     [{ maxTokens: 1_000_000 }, 'max_tokens'],
   ])('rejects %o naming %s and enqueues nothing', async (sampling, param) => {
-    await expect(engine.generate([{ prompt: 'hi', sampling }])).rejects.toMatchObject({ param, message: expect.stringContaining(param) });
+    await expect(engine.generate([{ prompt: 'hi', sampling }])).rejects.toMatchObject({
+      param,
+      message: expect.stringContaining(param),
+    });
     expect(engine.numUnfinished()).toBe(0);
     expect(engine.scheduler.hasUnfinished()).toBe(false);
   });
 
   it('rejects a whole batch with one bad request before running any of it', async () => {
     const steps = engine.metrics.numSteps;
-    await expect(engine.generate([{ prompt: 'fine' }, { prompt: 'bad', sampling: { temperature: -2 } }])).rejects.toThrow(/temperature/);
+    await expect(
+      engine.generate([{ prompt: 'fine' }, { prompt: 'bad', sampling: { temperature: -2 } }]),
+    ).rejects.toThrow(/temperature/);
     expect(engine.metrics.numSteps).toBe(steps);
     expect(engine.numUnfinished()).toBe(0);
   });
 
   it('gives n completions sharing the prompt KV through the prefix cache', async () => {
     const before = engine.kv.prefixStats().hits;
-    const [r] = await engine.generate([{ messages: ask('Which module defines quote?'), sampling: { n: 3, temperature: 1, seed: 5, maxTokens: 12 } }]);
+    const [r] = await engine.generate([
+      {
+        messages: ask('Which module defines quote?'),
+        sampling: { n: 3, temperature: 1, seed: 5, maxTokens: 12 },
+      },
+    ]);
     expect(r.outputs).toHaveLength(3);
     expect(r.outputs.map((o) => o.index)).toEqual([0, 1, 2]);
     expect(engine.kv.prefixStats().hits - before).toBeGreaterThanOrEqual(2 * 16);
@@ -49,16 +59,23 @@ describe('engine', () => {
   });
 
   it('repeats a seeded sample exactly, alone or in a batch', async () => {
-    const req = { messages: ask('What does json.dumps do?'), sampling: { temperature: 1.2, topK: 20, seed: 42, maxTokens: 16 } };
+    const req = {
+      messages: ask('What does json.dumps do?'),
+      sampling: { temperature: 1.2, topK: 20, seed: 42, maxTokens: 16 },
+    };
     const [alone] = await engine.generate([req]);
     const [, batched] = await engine.generate([{ prompt: 'x y z', sampling: { maxTokens: 8 } }, req]);
     expect(batched.outputs[0].tokenIds).toEqual(alone.outputs[0].tokenIds);
   });
 
   it('stops at a stop string that spans tokens, cutting the text before it', async () => {
-    const [full] = await engine.generate([{ messages: ask('Which module defines quote?'), sampling: { maxTokens: 20 } }]);
+    const [full] = await engine.generate([
+      { messages: ask('Which module defines quote?'), sampling: { maxTokens: 20 } },
+    ]);
     expect(full.outputs[0].text).toBe('quote is defined in the shlex module.');
-    const [cut] = await engine.generate([{ messages: ask('Which module defines quote?'), sampling: { maxTokens: 20, stop: ['fined in'] } }]);
+    const [cut] = await engine.generate([
+      { messages: ask('Which module defines quote?'), sampling: { maxTokens: 20, stop: ['fined in'] } },
+    ]);
     expect(cut.outputs[0].text).toBe('quote is de');
     expect(cut.outputs[0].finishReason).toBe('stop');
     expect(cut.outputs[0].tokenIds.length).toBeLessThan(full.outputs[0].tokenIds.length);
@@ -66,8 +83,11 @@ describe('engine', () => {
 
   it('streams the same text it returns, and reports logprobs of the chosen tokens', async () => {
     let streamed = '';
-    let result;
-    for await (const e of engine.stream({ messages: ask('Which module defines deque?'), sampling: { maxTokens: 20, logprobs: 2 } })) {
+    let result: GenerateResult | undefined;
+    for await (const e of engine.stream({
+      messages: ask('Which module defines deque?'),
+      sampling: { maxTokens: 20, logprobs: 2 },
+    })) {
       if (e.type === 'delta') streamed += e.text;
       else result = e.result;
     }

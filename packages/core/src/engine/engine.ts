@@ -99,10 +99,18 @@ export class Engine {
     const device = options.device ?? 'cpu';
     const dtype = options.dtype ?? 'float32';
     if (device !== 'cpu') {
-      throw new SwitchyardError(`device '${device}' is not available in this build; available: cpu`, 'invalid_request', 'device');
+      throw new SwitchyardError(
+        `device '${device}' is not available in this build; available: cpu`,
+        'invalid_request',
+        'device',
+      );
     }
     if (dtype !== 'float32') {
-      throw new SwitchyardError(`dtype '${dtype}' is not supported on the cpu device; use float32`, 'invalid_request', 'dtype');
+      throw new SwitchyardError(
+        `dtype '${dtype}' is not supported on the cpu device; use float32`,
+        'invalid_request',
+        'dtype',
+      );
     }
     const schedulerName = options.scheduler ?? 'continuous';
     const attentionName = options.attention ?? 'paged';
@@ -116,8 +124,13 @@ export class Engine {
     const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
     const kvTokens = options.kvCacheTokens ?? Math.min(32768, Math.floor(DEFAULT_KV_BYTES / kvBytesPerToken));
     const numBlocks = Math.max(1, Math.floor(kvTokens / blockSize));
-    const maxModelLen = Math.min(options.maxModelLen ?? d.maxPositionEmbeddings, d.maxPositionEmbeddings, numBlocks * blockSize);
-    const maxNumBatchedTokens = options.maxNumBatchedTokens ?? Math.max(2048, options.enableChunkedPrefill === false ? maxModelLen : 0);
+    const maxModelLen = Math.min(
+      options.maxModelLen ?? d.maxPositionEmbeddings,
+      d.maxPositionEmbeddings,
+      numBlocks * blockSize,
+    );
+    const maxNumBatchedTokens =
+      options.maxNumBatchedTokens ?? Math.max(2048, options.enableChunkedPrefill === false ? maxModelLen : 0);
     if (options.enableChunkedPrefill === false && maxNumBatchedTokens < maxModelLen) {
       throw new SwitchyardError(
         `with chunked prefill off, maxNumBatchedTokens (${maxNumBatchedTokens}) must be at least maxModelLen (${maxModelLen}); raise it or lower maxModelLen`,
@@ -126,7 +139,11 @@ export class Engine {
       );
     }
 
-    const executor = await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
+    const executor = await CpuExecutor.create(checkpoint, d, {
+      numBlocks,
+      blockSize,
+      numThreads: options.numThreads,
+    });
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
     const scheduler = makeScheduler(
       {
@@ -245,7 +262,11 @@ export class Engine {
     if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
     const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
     if (bad !== undefined) {
-      throw new SwitchyardError(`prompt token id ${bad} is outside the vocabulary (0..${vocabSize - 1})`, 'invalid_request', 'prompt');
+      throw new SwitchyardError(
+        `prompt token id ${bad} is outside the vocabulary (0..${vocabSize - 1})`,
+        'invalid_request',
+        'prompt',
+      );
     }
     if (promptIds.length >= maxModelLen) {
       throw new SwitchyardError(
@@ -254,17 +275,27 @@ export class Engine {
         'prompt',
       );
     }
-    const sampling = validateSamplingParams(req.sampling ?? {}, { maxModelLen, promptLen: promptIds.length, vocabSize });
+    const sampling = validateSamplingParams(req.sampling ?? {}, {
+      maxModelLen,
+      promptLen: promptIds.length,
+      vocabSize,
+    });
     const id = req.id ?? `req-${nextRequestNum++}`;
-    if (this.requests.has(id)) throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
+    if (this.requests.has(id))
+      throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
     const arrival = performance.now();
     const seqs = Array.from({ length: sampling.n }, (_, i) => {
       const seed = sampling.seed === undefined ? undefined : sampling.seed + i;
-      return new Sequence(sampling.n === 1 ? id : `${id}#${i}`, promptIds, { ...sampling, seed }, {
-        priority: req.priority,
-        cacheSalt: req.cacheSalt,
-        arrivalTime: arrival,
-      });
+      return new Sequence(
+        sampling.n === 1 ? id : `${id}#${i}`,
+        promptIds,
+        { ...sampling, seed },
+        {
+          priority: req.priority,
+          cacheSalt: req.cacheSalt,
+          arrivalTime: arrival,
+        },
+      );
     });
     const decode = (ids: number[]) => this.tokenizer.decode(ids, true);
     let resolve!: (r: GenerateResult) => void;
@@ -292,18 +323,33 @@ export class Engine {
   private promptIds(req: GenerateRequest): number[] {
     const given = [req.prompt, req.promptIds, req.messages].filter((x) => x !== undefined).length;
     if (given !== 1) {
-      throw new SwitchyardError('give exactly one of prompt, prompt token ids or messages', 'invalid_request', 'prompt');
+      throw new SwitchyardError(
+        'give exactly one of prompt, prompt token ids or messages',
+        'invalid_request',
+        'prompt',
+      );
     }
     if (req.promptIds) {
-      if (!Array.isArray(req.promptIds)) throw new SwitchyardError('prompt token ids must be an array of integers', 'invalid_request', 'prompt');
+      if (!Array.isArray(req.promptIds))
+        throw new SwitchyardError(
+          'prompt token ids must be an array of integers',
+          'invalid_request',
+          'prompt',
+        );
       return [...req.promptIds];
     }
     if (req.messages) {
       const template = this.checkpoint.chatTemplate;
-      if (!template) throw new SwitchyardError('this model has no chat template; send a raw prompt instead', 'invalid_request', 'messages');
+      if (!template)
+        throw new SwitchyardError(
+          'this model has no chat template; send a raw prompt instead',
+          'invalid_request',
+          'messages',
+        );
       return this.tokenizer.encode(template.render(req.messages), false);
     }
-    if (typeof req.prompt !== 'string') throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
+    if (typeof req.prompt !== 'string')
+      throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
     return this.tokenizer.encode(req.prompt, true);
   }
 
@@ -324,7 +370,10 @@ export class Engine {
         } catch (e) {
           // A broken invariant is a bug: end what is in flight with its message rather than hang.
           for (const state of [...this.requests.values()]) {
-            this.stop(state.id, new SwitchyardError(`engine step failed: ${(e as Error).message}`, 'internal'));
+            this.stop(
+              state.id,
+              new SwitchyardError(`engine step failed: ${(e as Error).message}`, 'internal'),
+            );
           }
         }
         // Let I/O (new requests, aborts, clients reading streams) in between steps.
@@ -351,7 +400,12 @@ export class Engine {
       const start = seq.numComputedTokens;
       const tokenIds = new Array<number>(numNewTokens);
       for (let i = 0; i < numNewTokens; i++) tokenIds[i] = seq.tokenAt(start + i);
-      return { tokenIds, start, blockTable: this.kv.blockTable(seq), sample: start + numNewTokens === seq.length };
+      return {
+        tokenIds,
+        start,
+        blockTable: this.kv.blockTable(seq),
+        sample: start + numNewTokens === seq.length,
+      };
     });
     let logits: Float32Array;
     try {
@@ -482,7 +536,10 @@ export class Engine {
   private failBatch(out: SchedulerOutput, error: Error): void {
     const states = new Set(out.scheduled.map(({ seq }) => this.bySeq.get(seq)!));
     for (const state of states) {
-      this.stop(state.id, new SwitchyardError(`request ${state.id} failed in the model step: ${error.message}`, 'internal'));
+      this.stop(
+        state.id,
+        new SwitchyardError(`request ${state.id} failed in the model step: ${error.message}`, 'internal'),
+      );
     }
   }
 

@@ -19,7 +19,9 @@ export class Histogram {
   }
 }
 
-const LATENCY_S = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+const LATENCY_S = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80,
+];
 
 /** Engine-wide counters and latency histograms (seconds), read by the server's /metrics. */
 export class EngineMetrics {

@@ -46,5 +46,12 @@ export interface GenerateResult {
 
 /** What `Engine.stream` yields: new tokens and text of one completion, then the final result. */
 export type StreamEvent =
-  | { type: 'delta'; index: number; tokenIds: number[]; text: string; logprobs?: TokenLogprob[]; finishReason?: FinishReason }
+  | {
+      type: 'delta';
+      index: number;
+      tokenIds: number[];
+      text: string;
+      logprobs?: TokenLogprob[];
+      finishReason?: FinishReason;
+    }
   | { type: 'done'; result: GenerateResult };

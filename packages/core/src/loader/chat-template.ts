@@ -22,7 +22,10 @@ export class ChatTemplate {
     this.template = new Template(source);
   }
 
-  render(messages: ChatMessage[], { addGenerationPrompt = true, extra = {} as Record<string, unknown> } = {}): string {
+  render(
+    messages: ChatMessage[],
+    { addGenerationPrompt = true, extra = {} as Record<string, unknown> } = {},
+  ): string {
     validateMessages(messages);
     // transformers hands templates image_url parts as {"type": "image"} placeholders.
     const normalized = messages.map((m) =>
@@ -41,11 +44,18 @@ export class ChatTemplate {
 
 function validateMessages(messages: unknown): asserts messages is ChatMessage[] {
   if (!Array.isArray(messages) || messages.length === 0) {
-    throw new SwitchyardError('messages must be a non-empty array of {role, content} objects', 'invalid_request', 'messages');
+    throw new SwitchyardError(
+      'messages must be a non-empty array of {role, content} objects',
+      'invalid_request',
+      'messages',
+    );
   }
   messages.forEach((m, i) => {
     const ok =
-      m && typeof m === 'object' && typeof m.role === 'string' && (typeof m.content === 'string' || Array.isArray(m.content));
+      m &&
+      typeof m === 'object' &&
+      typeof m.role === 'string' &&
+      (typeof m.content === 'string' || Array.isArray(m.content));
     if (!ok) {
       throw new SwitchyardError(
         `messages[${i}] must be an object with a string 'role' and a 'content' that is a string or an array of parts`,

@@ -1,16 +1,34 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fixture, fixtureTitle } from '../testing/fixtures.js';
 import { Checkpoint, readRope } from './checkpoint.js';
-import { floatToHalf, halfToFloat, indexSafetensors, readSafetensorsHeader, readTensorF32, toFloat32 } from './safetensors.js';
+import {
+  floatToHalf,
+  halfToFloat,
+  indexSafetensors,
+  readSafetensorsHeader,
+  readTensorF32,
+  toFloat32,
+} from './safetensors.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'switchyard-loader-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Writes a safetensors file from named tensors of one dtype. */
-function writeSafetensors(path: string, tensors: { name: string; dtype: 'F32' | 'F16'; shape: number[]; data: Uint8Array }[]): void {
+function writeSafetensors(
+  path: string,
+  tensors: { name: string; dtype: 'F32' | 'F16'; shape: number[]; data: Uint8Array }[],
+): void {
   const header: Record<string, unknown> = {};
   let offset = 0;
   for (const t of tensors) {
@@ -27,18 +45,38 @@ describe('config.json in both transformers styles', () => {
   it('reads rope from 4.x rope_theta + rope_scaling (llama3)', () => {
     const rope = readRope({
       rope_theta: 500000,
-      rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+      rope_scaling: {
+        rope_type: 'llama3',
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+        original_max_position_embeddings: 8192,
+      },
     });
-    expect(rope).toMatchObject({ theta: 500000, type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(rope).toMatchObject({
+      theta: 500000,
+      type: 'llama3',
+      factor: 8,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
   });
 
   it('reads rope from 5.x rope_parameters', () => {
-    expect(readRope({ rope_parameters: { rope_theta: 1e6, rope_type: 'default' } })).toMatchObject({ theta: 1e6, type: 'default' });
-    expect(readRope({ rope_parameters: { rope_theta: 5e5, rope_type: 'llama3', factor: 32 } })).toMatchObject({ type: 'llama3', factor: 32 });
+    expect(readRope({ rope_parameters: { rope_theta: 1e6, rope_type: 'default' } })).toMatchObject({
+      theta: 1e6,
+      type: 'default',
+    });
+    expect(readRope({ rope_parameters: { rope_theta: 5e5, rope_type: 'llama3', factor: 32 } })).toMatchObject(
+      { type: 'llama3', factor: 32 },
+    );
   });
 
   it('rejects rope types it cannot run, naming the supported ones', () => {
-    expect(() => readRope({ rope_scaling: { type: 'yarn', factor: 4 } })).toThrow(/rope type 'yarn' is not supported; supported: default, llama3/);
+    expect(() => readRope({ rope_scaling: { type: 'yarn', factor: 4 } })).toThrow(
+      /rope type 'yarn' is not supported; supported: default, llama3/,
+    );
   });
 
   for (const name of ['llama3-tiny', 'qwen2-tiny']) {
@@ -52,13 +90,16 @@ describe('config.json in both transformers styles', () => {
   }
 
   const qwen = fixture('qwen2-tiny');
-  it.skipIf(qwen.missing)(fixtureTitle(qwen, 'takes eos ids from generation_config.json, a list included'), () => {
-    const fx = qwen;
-    const dir = join(tmp, 'eos-list');
-    copyDir(fx.dir, dir);
-    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [2, 7] }));
-    expect(Checkpoint.open(dir).eosTokenIds).toEqual([2, 7]);
-  });
+  it.skipIf(qwen.missing)(
+    fixtureTitle(qwen, 'takes eos ids from generation_config.json, a list included'),
+    () => {
+      const fx = qwen;
+      const dir = join(tmp, 'eos-list');
+      copyDir(fx.dir, dir);
+      writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [2, 7] }));
+      expect(Checkpoint.open(dir).eosTokenIds).toEqual([2, 7]);
+    },
+  );
 });
 
 describe('safetensors', () => {
@@ -67,11 +108,17 @@ describe('safetensors', () => {
     copyDir(null, dir);
     const a = new Float32Array([1, 2, 3, 4]);
     const b = new Uint16Array([floatToHalf(0.5), floatToHalf(-2)]);
-    writeSafetensors(join(dir, 'model-00001-of-00002.safetensors'), [{ name: 'a', dtype: 'F32', shape: [2, 2], data: new Uint8Array(a.buffer) }]);
-    writeSafetensors(join(dir, 'model-00002-of-00002.safetensors'), [{ name: 'b', dtype: 'F16', shape: [2], data: new Uint8Array(b.buffer) }]);
+    writeSafetensors(join(dir, 'model-00001-of-00002.safetensors'), [
+      { name: 'a', dtype: 'F32', shape: [2, 2], data: new Uint8Array(a.buffer) },
+    ]);
+    writeSafetensors(join(dir, 'model-00002-of-00002.safetensors'), [
+      { name: 'b', dtype: 'F16', shape: [2], data: new Uint8Array(b.buffer) },
+    ]);
     writeFileSync(
       join(dir, 'model.safetensors.index.json'),
-      JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } }),
+      JSON.stringify({
+        weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
+      }),
     );
     const index = indexSafetensors(dir);
     expect([...readTensorF32(index.get('a')!)]).toEqual([1, 2, 3, 4]);
@@ -81,8 +128,13 @@ describe('safetensors', () => {
   it('names a missing shard', () => {
     const dir = join(tmp, 'missing-shard');
     copyDir(null, dir);
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { a: 'nope.safetensors' } }));
-    expect(() => indexSafetensors(dir)).toThrow(/shard nope.safetensors named in model.safetensors.index.json is missing/);
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ weight_map: { a: 'nope.safetensors' } }),
+    );
+    expect(() => indexSafetensors(dir)).toThrow(
+      /shard nope.safetensors named in model.safetensors.index.json is missing/,
+    );
   });
 
   it('reports truncated files and corrupt headers', () => {
@@ -98,7 +150,7 @@ describe('safetensors', () => {
   });
 
   it('converts fp16 and bf16 exactly', () => {
-    for (const v of [0, 1, -1, 0.1, 65504, 6e-8, -3.14159]) expect(halfToFloat(floatToHalf(v))).toBeCloseTo(v, 2);
+    for (const v of [0, 1, -1, 0.1, 65504, 6e-8, -2.5]) expect(halfToFloat(floatToHalf(v))).toBeCloseTo(v, 2);
     const bf16 = new Uint16Array([0x3f80, 0xc000, 0x3e80]); // 1, -2, 0.25
     expect([...toFloat32(new Uint8Array(bf16.buffer), 'BF16')]).toEqual([1, -2, 0.25]);
   });

@@ -36,14 +36,19 @@ export class Checkpoint {
     this.tensors = indexSafetensors(dir);
     const tokenizerConfig = readJson(join(dir, 'tokenizer_config.json'), false);
     if (!existsSync(join(dir, 'tokenizer.json'))) {
-      throw new SwitchyardError(`no tokenizer.json in ${dir}; Switchyard reads fast (tokenizer.json) tokenizers only`, 'model_load');
+      throw new SwitchyardError(
+        `no tokenizer.json in ${dir}; Switchyard reads fast (tokenizer.json) tokenizers only`,
+        'model_load',
+      );
     }
     this.tokenizer = new TextTokenizer(readJson(join(dir, 'tokenizer.json'), true), tokenizerConfig);
     const template = findChatTemplate(dir, tokenizerConfig);
     if (template) this.chatTemplate = new ChatTemplate(template, this.tokenizer.specialTokens);
     this.generationDefaults = readJson(join(dir, 'generation_config.json'), false);
     const text = this.textConfig;
-    this.eosTokenIds = idList(this.generationDefaults.eos_token_id ?? text.eos_token_id ?? this.config.eos_token_id);
+    this.eosTokenIds = idList(
+      this.generationDefaults.eos_token_id ?? text.eos_token_id ?? this.config.eos_token_id,
+    );
     const bos = this.generationDefaults.bos_token_id ?? text.bos_token_id;
     if (typeof bos === 'number') this.bosTokenId = bos;
   }
@@ -52,7 +57,10 @@ export class Checkpoint {
   static open(dir: string): Checkpoint {
     const abs = resolve(dir);
     if (!existsSync(abs) || !statSync(abs).isDirectory()) {
-      throw new SwitchyardError(`model folder ${dir} does not exist (expected a Hugging Face checkpoint folder)`, 'model_load');
+      throw new SwitchyardError(
+        `model folder ${dir} does not exist (expected a Hugging Face checkpoint folder)`,
+        'model_load',
+      );
     }
     return new Checkpoint(abs);
   }
@@ -69,7 +77,8 @@ export class Checkpoint {
 
   tensor(name: string): TensorEntry {
     const t = this.tensors.get(name);
-    if (!t) throw new SwitchyardError(`weight ${name} is missing from the checkpoint in ${this.dir}`, 'model_load');
+    if (!t)
+      throw new SwitchyardError(`weight ${name} is missing from the checkpoint in ${this.dir}`, 'model_load');
     return t;
   }
 }

@@ -1,11 +1,21 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SwitchyardError } from '../errors.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I8' | 'U8' | 'F64' | 'BOOL' | 'I16';
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const DTYPE_BYTES: Record<string, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 /** Where one tensor lies: a file and a byte range inside it. */
 export interface TensorEntry {
@@ -29,7 +39,10 @@ export function readSafetensorsHeader(file: string): TensorEntry[] {
     readSync(fd, lenBuf, 0, 8, 0);
     const headerLen = Number(lenBuf.readBigUInt64LE(0));
     if (headerLen <= 0 || headerLen > 100_000_000 || 8 + headerLen > size) {
-      throw new SwitchyardError(`${what} is corrupt: header length ${headerLen} does not fit the file's ${size} bytes`, 'model_load');
+      throw new SwitchyardError(
+        `${what} is corrupt: header length ${headerLen} does not fit the file's ${size} bytes`,
+        'model_load',
+      );
     }
     const headerBuf = Buffer.alloc(headerLen);
     readSync(fd, headerBuf, 0, headerLen, 8);
@@ -46,14 +59,25 @@ export function readSafetensorsHeader(file: string): TensorEntry[] {
       const bytes = DTYPE_BYTES[info.dtype];
       const [begin, end] = info.data_offsets ?? [];
       const count = (info.shape ?? []).reduce((a, b) => a * b, 1);
-      if (bytes === undefined) throw new SwitchyardError(`${what}: tensor ${name} has unsupported dtype ${info.dtype}`, 'model_load');
+      if (bytes === undefined)
+        throw new SwitchyardError(
+          `${what}: tensor ${name} has unsupported dtype ${info.dtype}`,
+          'model_load',
+        );
       if (!(end - begin === count * bytes && dataStart + end <= size && begin >= 0)) {
         throw new SwitchyardError(
           `${what} is truncated or corrupt: tensor ${name} needs bytes ${begin}..${end} of the data section but the file has ${size - dataStart}`,
           'model_load',
         );
       }
-      entries.push({ name, dtype: info.dtype as SafetensorsDtype, shape: info.shape, file, offset: dataStart + begin, byteLength: end - begin });
+      entries.push({
+        name,
+        dtype: info.dtype as SafetensorsDtype,
+        shape: info.shape,
+        file,
+        offset: dataStart + begin,
+        byteLength: end - begin,
+      });
     }
     return entries;
   } finally {
@@ -70,7 +94,11 @@ export function indexSafetensors(dir: string): Map<string, TensorEntry> {
     const index = JSON.parse(readFileSync(indexFile, 'utf8')) as { weight_map: Record<string, string> };
     files = [...new Set(Object.values(index.weight_map ?? {}))].map((f) => join(dir, f));
     for (const f of files) {
-      if (!existsSync(f)) throw new SwitchyardError(`shard ${basename(f)} named in model.safetensors.index.json is missing from ${dir}`, 'model_load');
+      if (!existsSync(f))
+        throw new SwitchyardError(
+          `shard ${basename(f)} named in model.safetensors.index.json is missing from ${dir}`,
+          'model_load',
+        );
     }
   } else if (existsSync(single)) {
     files = [single];

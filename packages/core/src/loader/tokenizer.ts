@@ -5,7 +5,10 @@ export class TextTokenizer {
   private readonly tok: Tokenizer;
   readonly specialTokens: Record<string, string>;
 
-  constructor(tokenizerJson: object, readonly tokenizerConfig: Record<string, unknown>) {
+  constructor(
+    tokenizerJson: object,
+    readonly tokenizerConfig: Record<string, unknown>,
+  ) {
     this.tok = new Tokenizer(tokenizerJson, tokenizerConfig);
     this.specialTokens = {};
     for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {

@@ -11,9 +11,13 @@ export function llamaFamilyDecoder(config: RawConfig, overrides: Partial<Decoder
   const numHeads = configNumber(config, 'num_attention_heads');
   const numKvHeads = configNumber(config, 'num_key_value_heads', numHeads);
   const act = (config.hidden_act ?? 'silu') as string;
-  if (act !== 'silu') throw new SwitchyardError(`hidden_act '${act}' is not supported; supported: silu`, 'model_load');
+  if (act !== 'silu')
+    throw new SwitchyardError(`hidden_act '${act}' is not supported; supported: silu`, 'model_load');
   if (numHeads % numKvHeads !== 0) {
-    throw new SwitchyardError(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`, 'model_load');
+    throw new SwitchyardError(
+      `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`,
+      'model_load',
+    );
   }
   const rope = readRope(config);
   if ((rope.partialRotaryFactor ?? 1) !== 1) {

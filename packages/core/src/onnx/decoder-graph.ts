@@ -53,7 +53,12 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
   const outIndex = g.input(DecoderIO.outIndex, I32, ['T']);
   const sampleIndex = g.input(DecoderIO.sampleIndex, I32, ['S']);
   const shape = (...parts: (number[] | string)[]): string =>
-    g.op('Concat', parts.map((x) => (typeof x === 'string' ? x : g.int64(x))), { axis: 0 }, { name: 'shape' });
+    g.op(
+      'Concat',
+      parts.map((x) => (typeof x === 'string' ? x : g.int64(x))),
+      { axis: 0 },
+      { name: 'shape' },
+    );
   const scale = g.float32([1 / Math.sqrt(D)], []);
   const groups = [0, 1].map((i) =>
     g.within(`group${i}`, () => {
@@ -80,11 +85,22 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
   const attend = (grp: Group, qRot: string, kAll: string, vAll: string): string =>
     g.within(grp.name, () => {
       // Keys per sequence: [B, Hkv, D, Lk]; values: [B, Hkv, Lk, D]
-      const kB = g.transpose(g.op('Reshape', [g.op('Gather', [kAll, grp.kvIndex], { axis: 0 }), grp.kvShape]), [0, 2, 3, 1]);
-      const vB = g.transpose(g.op('Reshape', [g.op('Gather', [vAll, grp.kvIndex], { axis: 0 }), grp.kvShape]), [0, 2, 1, 3]);
+      const kB = g.transpose(
+        g.op('Reshape', [g.op('Gather', [kAll, grp.kvIndex], { axis: 0 }), grp.kvShape]),
+        [0, 2, 3, 1],
+      );
+      const vB = g.transpose(
+        g.op('Reshape', [g.op('Gather', [vAll, grp.kvIndex], { axis: 0 }), grp.kvShape]),
+        [0, 2, 1, 3],
+      );
       // Queries per sequence, grouped by KV head: [B, Hkv, group·Lq, D]
       const qPad = g.op('Gather', [qRot, grp.qIndex], { axis: 0 });
-      const qB = g.reshape(g.transpose(g.op('Reshape', [qPad, grp.qShape]), [0, 2, 3, 1, 4]), [0, Hkv, -1, D]);
+      const qB = g.reshape(g.transpose(g.op('Reshape', [qPad, grp.qShape]), [0, 2, 3, 1, 4]), [
+        0,
+        Hkv,
+        -1,
+        D,
+      ]);
       const scores = g.op('Reshape', [g.op('MatMul', [qB, kB], {}, { name: 'scores' }), grp.scoresShape]);
       const scaled = g.op('Add', [g.op('Mul', [scores, scale]), grp.bias]);
       const probs = g.op('Reshape', [g.op('Softmax', [scaled], { axis: -1 }), grp.probsShape]);
@@ -98,7 +114,12 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
     return g.op('Gemm', inputs, { transB: 1 }, { name: weight.split('.').pop() });
   };
   const rmsNorm = (x: string, weight: string): string =>
-    g.op('SimplifiedLayerNormalization', [x, w(weight)], { axis: -1, epsilon: { float: spec.rmsNormEps } }, { name: 'rmsnorm' });
+    g.op(
+      'SimplifiedLayerNormalization',
+      [x, w(weight)],
+      { axis: -1, epsilon: { float: spec.rmsNormEps } },
+      { name: 'rmsnorm' },
+    );
 
   // RoPE tables for this batch: [T, 1, D]
   const invFreq = g.float32(ropeInvFreq(spec.rope, D), [1, D / 2]);
@@ -137,7 +158,11 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
       const pastV = g.input(DecoderIO.pastValue(i), F, ['P', Hkv * D]);
       const kAll = g.op('Concat', [pastK, kRot], { axis: 0 });
       const vAll = g.op('Concat', [pastV, v], { axis: 0 });
-      const padded = g.op('Concat', groups.map((grp) => attend(grp, qRot, kAll, vAll)), { axis: 0 });
+      const padded = g.op(
+        'Concat',
+        groups.map((grp) => attend(grp, qRot, kAll, vAll)),
+        { axis: 0 },
+      );
       const attnOut = g.op('Gather', [padded, outIndex], { axis: 0 });
       x = g.op('Add', [x, linear(attnOut, `${pre}.self_attn.o_proj`, spec.oBias)], {}, { name: 'residual' });
 

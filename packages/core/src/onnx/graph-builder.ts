@@ -1,4 +1,12 @@
-import { type AttrValue, DataType, type DataTypeCode, type ModelDef, type NodeDef, type TensorDef, type ValueInfoDef } from './proto.js';
+import {
+  type AttrValue,
+  DataType,
+  type DataTypeCode,
+  type ModelDef,
+  type NodeDef,
+  type TensorDef,
+  type ValueInfoDef,
+} from './proto.js';
 
 /**
  * Builds an ONNX graph op by op. Each `op()` call returns its output name(s); names are made
@@ -79,10 +87,20 @@ export class GraphBuilder {
   }
 
   float32(values: number[] | Float32Array, dims = [values.length]): string {
-    return this.constant(DataType.FLOAT, Array.from(values), dims, () => new Uint8Array(Float32Array.from(values).buffer));
+    return this.constant(
+      DataType.FLOAT,
+      Array.from(values),
+      dims,
+      () => new Uint8Array(Float32Array.from(values).buffer),
+    );
   }
 
-  private constant(dataType: DataTypeCode, values: number[], dims: number[], bytes: () => Uint8Array): string {
+  private constant(
+    dataType: DataTypeCode,
+    values: number[],
+    dims: number[],
+    bytes: () => Uint8Array,
+  ): string {
     const key = `${dataType}:${dims.join('x')}:${values.join(',')}`;
     let name = this.constants.get(key);
     if (!name) {
@@ -102,6 +120,13 @@ export class GraphBuilder {
   }
 
   build(opsets: Record<string, number>, name?: string): ModelDef {
-    return { nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs, opsets, name };
+    return {
+      nodes: this.nodes,
+      initializers: this.initializers,
+      inputs: this.inputs,
+      outputs: this.outputs,
+      opsets,
+      name,
+    };
   }
 }

@@ -3,7 +3,16 @@
  * contains). Field numbers follow onnx/onnx.proto.
  */
 
-export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, BFLOAT16: 16 } as const;
+export const DataType = {
+  FLOAT: 1,
+  UINT8: 2,
+  INT8: 3,
+  INT32: 6,
+  INT64: 7,
+  BOOL: 9,
+  FLOAT16: 10,
+  BFLOAT16: 16,
+} as const;
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
 class Writer {
@@ -78,7 +87,13 @@ class Writer {
   }
 }
 
-export type AttrValue = number | string | number[] | { float: number } | { floats: number[] } | { ints: number[] };
+export type AttrValue =
+  | number
+  | string
+  | number[]
+  | { float: number }
+  | { floats: number[] }
+  | { ints: number[] };
 
 export interface NodeDef {
   op: string;

@@ -43,7 +43,11 @@ export class CpuExecutor implements Executor {
     this.values = Array.from({ length: spec.numLayers }, () => new Float32Array(slots * this.rowSize));
   }
 
-  static async create(ckpt: Checkpoint, spec: DecoderSpec, options: CpuExecutorOptions): Promise<CpuExecutor> {
+  static async create(
+    ckpt: Checkpoint,
+    spec: DecoderSpec,
+    options: CpuExecutorOptions,
+  ): Promise<CpuExecutor> {
     const graph = decoderGraph(ckpt, spec, 'cpu');
     let session: ort.InferenceSession;
     try {
@@ -54,7 +58,10 @@ export class CpuExecutor implements Executor {
         ...(options.numThreads ? { intraOpNumThreads: options.numThreads } : {}),
       });
     } catch (e) {
-      throw new SwitchyardError(`ONNX Runtime could not load the decoder graph built for ${ckpt.dir}: ${(e as Error).message}`, 'model_load');
+      throw new SwitchyardError(
+        `ONNX Runtime could not load the decoder graph built for ${ckpt.dir}: ${(e as Error).message}`,
+        'model_load',
+      );
     }
     return new CpuExecutor(session, spec, options);
   }
@@ -89,8 +96,18 @@ export class CpuExecutor implements Executor {
     }
     // Decodes (one new token) and prefill chunks attend in separate padded groups.
     const outIndex = new Int32Array(T);
-    const decode = attentionGroup(members.filter((m) => m.s.tokenIds.length === 1), P, outIndex, 0);
-    const prefill = attentionGroup(members.filter((m) => m.s.tokenIds.length !== 1), P, outIndex, decode.numRows);
+    const decode = attentionGroup(
+      members.filter((m) => m.s.tokenIds.length === 1),
+      P,
+      outIndex,
+      0,
+    );
+    const prefill = attentionGroup(
+      members.filter((m) => m.s.tokenIds.length !== 1),
+      P,
+      outIndex,
+      decode.numRows,
+    );
 
     const feeds: Record<string, ort.Tensor> = {
       [DecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
@@ -104,8 +121,14 @@ export class CpuExecutor implements Executor {
       feeds[DecoderIO.attnBias(i)] = new ort.Tensor('float32', grp.bias, [grp.B, 1, 1, grp.Lq, grp.Lk]);
     });
     for (let l = 0; l < this.spec.numLayers; l++) {
-      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', gatherRows(this.keys[l], pastSlots, row), [P, row]);
-      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', gatherRows(this.values[l], pastSlots, row), [P, row]);
+      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', gatherRows(this.keys[l], pastSlots, row), [
+        P,
+        row,
+      ]);
+      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', gatherRows(this.values[l], pastSlots, row), [
+        P,
+        row,
+      ]);
     }
     const out = await this.session.run(feeds);
     for (let l = 0; l < this.spec.numLayers; l++) {
@@ -122,7 +145,10 @@ export class CpuExecutor implements Executor {
 }
 
 /** Opens a cached graph, from memory when its weights lie in the checkpoint folder. */
-export async function createSession(graph: CachedGraph, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+export async function createSession(
+  graph: CachedGraph,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<ort.InferenceSession> {
   if (!graph.externalDataFolder) return ort.InferenceSession.create(graph.path, options);
   const bytes = new Uint8Array(readFileSync(graph.path));
   return ort.InferenceSession.create(bytes, {

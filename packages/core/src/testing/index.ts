@@ -1,4 +1,4 @@
 export * from './fixtures.js';
-export * from './text-model-parity.js';
-export * from './scheduler-harness.js';
 export * from './kv-conformance.js';
+export * from './scheduler-harness.js';
+export * from './text-model-parity.js';

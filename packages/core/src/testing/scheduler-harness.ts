@@ -1,9 +1,15 @@
 /** Drives a scheduler without a model: the test helpers both scheduler packages share. */
+
+import { expect } from 'vitest';
 import type { KvCacheManager } from '../kv-cache.js';
 import { DEFAULT_SAMPLING } from '../sampling-params.js';
-import { DEFAULT_SCHEDULER_CONFIG, type Scheduler, type SchedulerConfig, type SchedulerOutput } from '../scheduler.js';
+import {
+  DEFAULT_SCHEDULER_CONFIG,
+  type Scheduler,
+  type SchedulerConfig,
+  type SchedulerOutput,
+} from '../scheduler.js';
 import { Sequence } from '../sequence.js';
-import { expect } from 'vitest';
 
 export const schedulerConfig = (o: Partial<SchedulerConfig> = {}): SchedulerConfig => ({
   ...DEFAULT_SCHEDULER_CONFIG,

@@ -34,21 +34,32 @@ export function textModelParity(name: string, makeContainer: () => DependencyCon
       expect(tok.decode(c.ids_with_special, true)).toBe(c.decoded);
     });
 
-    it.each(ref.chat.map((c, i) => ({ i, c })))('chat case $i: template, prompt ids, logits and greedy ids', async ({ c }) => {
-      const rendered = engine.checkpoint.chatTemplate!.render(c.messages as ChatMessage[]);
-      expect(rendered).toBe(c.prompt_text);
-      const [result] = await engine.generate([
-        { messages: c.messages as ChatMessage[], sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } },
-      ]);
-      expect(result.promptTokenIds).toEqual(c.prompt_ids);
-      expect(result.outputs[0].tokenIds).toEqual(c.generated_ids);
-    });
+    it.each(ref.chat.map((c, i) => ({ i, c })))(
+      'chat case $i: template, prompt ids, logits and greedy ids',
+      async ({ c }) => {
+        const rendered = engine.checkpoint.chatTemplate!.render(c.messages as ChatMessage[]);
+        expect(rendered).toBe(c.prompt_text);
+        const [result] = await engine.generate([
+          {
+            messages: c.messages as ChatMessage[],
+            sampling: { maxTokens: c.generated_ids.length, ignoreEos: true },
+          },
+        ]);
+        expect(result.promptTokenIds).toEqual(c.prompt_ids);
+        expect(result.outputs[0].tokenIds).toEqual(c.generated_ids);
+      },
+    );
 
-    it.each((ref.completion ?? []).map((c, i) => ({ i, c })))('completion case $i: prompt ids and greedy ids', async ({ c }) => {
-      const [result] = await engine.generate([{ prompt: c.prompt, sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } }]);
-      expect(result.promptTokenIds).toEqual(c.prompt_ids);
-      expect(result.outputs[0].tokenIds).toEqual(c.generated_ids);
-    });
+    it.each((ref.completion ?? []).map((c, i) => ({ i, c })))(
+      'completion case $i: prompt ids and greedy ids',
+      async ({ c }) => {
+        const [result] = await engine.generate([
+          { prompt: c.prompt, sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } },
+        ]);
+        expect(result.promptTokenIds).toEqual(c.prompt_ids);
+        expect(result.outputs[0].tokenIds).toEqual(c.generated_ids);
+      },
+    );
 
     it('first-step logits are within 1e-3 of transformers', async () => {
       const ckpt = Checkpoint.open(fx.dir);
@@ -57,7 +68,9 @@ export function textModelParity(name: string, makeContainer: () => DependencyCon
       try {
         for (const c of ref.chat) {
           const ids = c.prompt_ids!;
-          const logits = await ex.run([{ tokenIds: ids, start: 0, blockTable: [0, 1, 2, 3, 4, 5, 6, 7], sample: true }]);
+          const logits = await ex.run([
+            { tokenIds: ids, start: 0, blockTable: [0, 1, 2, 3, 4, 5, 6, 7], sample: true },
+          ]);
           expect(maxAbsDiff(logits, fx.logits(c.logits0_file!))).toBeLessThan(1e-3);
         }
       } finally {
@@ -66,11 +79,19 @@ export function textModelParity(name: string, makeContainer: () => DependencyCon
     });
 
     it('gives every prompt its solo greedy ids when all run in one batch', async () => {
-      const cases = [...ref.chat.map((c) => ({ promptIds: c.prompt_ids!, ids: c.generated_ids })), ...(ref.completion ?? []).map((c) => ({ promptIds: c.prompt_ids!, ids: c.generated_ids }))];
+      const cases = [
+        ...ref.chat.map((c) => ({ promptIds: c.prompt_ids!, ids: c.generated_ids })),
+        ...(ref.completion ?? []).map((c) => ({ promptIds: c.prompt_ids!, ids: c.generated_ids })),
+      ];
       const results = await engine.generate(
-        cases.map((c, i) => ({ promptIds: c.promptIds, sampling: { maxTokens: c.ids.length - (i % 3), ignoreEos: true } })),
+        cases.map((c, i) => ({
+          promptIds: c.promptIds,
+          sampling: { maxTokens: c.ids.length - (i % 3), ignoreEos: true },
+        })),
       );
-      results.forEach((r, i) => expect(r.outputs[0].tokenIds).toEqual(cases[i].ids.slice(0, cases[i].ids.length - (i % 3))));
+      results.forEach((r, i) => {
+        expect(r.outputs[0].tokenIds).toEqual(cases[i].ids.slice(0, cases[i].ids.length - (i % 3)));
+      });
       expect(engine.kv.usage().numUsedBlocks).toBe(0);
     });
 
@@ -81,7 +102,9 @@ export function textModelParity(name: string, makeContainer: () => DependencyCon
         const bf16 = await Engine.create({ model: dir }, makeContainer());
         try {
           const c = ref.chat[0];
-          const [r] = await bf16.generate([{ promptIds: c.prompt_ids!, sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } }]);
+          const [r] = await bf16.generate([
+            { promptIds: c.prompt_ids!, sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } },
+          ]);
           // bf16 rounding moves logits by ~1e-2; compare where transformers' margins are clearly larger.
           const sure = c.margins.findIndex((m) => m < 0.05);
           const n = sure === -1 ? c.generated_ids.length : sure;
