@@ -161,12 +161,12 @@ export async function runBench(
       }),
     );
     const durationS = (performance.now() - t0) / 1000;
-    const prefix = engine.kv.prefixStats();
+    const stats = engine.stats();
     const report = {
       ...benchReport(results, durationS),
-      prefix_hit_rate: prefix.queries ? prefix.hits / prefix.queries : 0,
-      preemptions: engine.scheduler.numPreemptions,
-      kv_peak_usage: engine.metrics.kvPeakUsage,
+      prefix_hit_rate: stats.prefixHitRate,
+      preemptions: stats.numPreemptions,
+      kv_peak_usage: stats.kvPeakUsage,
       config: { ...engine.info, policy: options.policy ?? 'fcfs', ...values, json: undefined },
     };
     if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -110,5 +110,9 @@ describe('engine', () => {
     expect(r.metrics.e2eMs).toBeGreaterThanOrEqual(r.metrics.ttftMs);
     expect(r.metrics.itlMs).toHaveLength(4);
     expect(engine.metrics.interTokenLatency.count).toBeGreaterThanOrEqual(4);
+    const stats = engine.stats();
+    expect(stats).toMatchObject({ numRunning: 0, numWaiting: 0, kvUsage: 0 });
+    expect(stats.prefixHitRate).toBeGreaterThan(0);
+    expect(stats.numGenerationTokens).toBeGreaterThanOrEqual(5);
   });
 });

@@ -55,6 +55,26 @@ export interface EngineInfo {
   vocabSize: number;
 }
 
+export interface EngineStats {
+  numRunning: number;
+  numWaiting: number;
+  /** Fraction of KV blocks referenced by live sequences now, and at most so far. */
+  kvUsage: number;
+  kvPeakUsage: number;
+  /** Unreferenced blocks kept for prefix reuse. */
+  kvCachedBlocks: number;
+  prefixQueries: number;
+  prefixHits: number;
+  /** Prompt tokens served from the prefix cache / prompt tokens looked up. */
+  prefixHitRate: number;
+  numPreemptions: number;
+  numRequestsFinished: number;
+  numRequestsFailed: number;
+  numPromptTokens: number;
+  numGenerationTokens: number;
+  numSteps: number;
+}
+
 interface RequestState {
   id: string;
   promptIds: number[];
@@ -242,6 +262,29 @@ export class Engine {
     }
     this.finishRequest(state, error);
     return true;
+  }
+
+  /** A snapshot of the engine's gauges and counters (the latency histograms are in `metrics`). */
+  stats(): EngineStats {
+    const usage = this.kv.usage();
+    const prefix = this.kv.prefixStats();
+    const m = this.metrics;
+    return {
+      numRunning: this.scheduler.numRunning(),
+      numWaiting: this.scheduler.numWaiting(),
+      kvUsage: usage.numUsedBlocks / usage.numBlocks,
+      kvPeakUsage: m.kvPeakUsage,
+      kvCachedBlocks: usage.numCachedBlocks,
+      prefixQueries: prefix.queries,
+      prefixHits: prefix.hits,
+      prefixHitRate: prefix.queries ? prefix.hits / prefix.queries : 0,
+      numPreemptions: this.scheduler.numPreemptions,
+      numRequestsFinished: m.numRequestsFinished,
+      numRequestsFailed: m.numRequestsFailed,
+      numPromptTokens: m.numPromptTokens,
+      numGenerationTokens: m.numGenerationTokens,
+      numSteps: m.numSteps,
+    };
   }
 
   numUnfinished(): number {
