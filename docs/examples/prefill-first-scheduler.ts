@@ -3,55 +3,20 @@
  * did it. A step either prefills newly admitted prompts (whole, never chunked) or decodes every
  * running sequence — never both — so a burst of new prompts stalls decoding. It is here to be
  * measured against the built-in 'continuous' scheduler, and to show the four things a scheduler
- * does: order the queue, admit within the KV pool, pick tokens per step, and update after it.
+ * does beyond what `QueuedScheduler` shares (queues, add, abort, update): admit within the KV
+ * pool and pick the tokens each sequence runs per step.
  */
 import {
   type DependencyContainer,
-  type KvCacheManager,
-  RequestQueues,
+  QueuedScheduler,
   type ScheduledSequence,
-  type Scheduler,
-  type SchedulerConfig,
   type SchedulerOutput,
   type Sequence,
   schedulerRegistry,
 } from '@switchyard/core';
 
-export class PrefillFirstScheduler implements Scheduler {
+export class PrefillFirstScheduler extends QueuedScheduler {
   readonly name = 'prefill-first';
-  readonly numPreemptions = 0;
-  private readonly queues: RequestQueues;
-
-  constructor(
-    private readonly config: SchedulerConfig,
-    private readonly kv: KvCacheManager,
-  ) {
-    this.queues = new RequestQueues(kv);
-  }
-
-  add(seq: Sequence): void {
-    this.queues.add(seq);
-  }
-
-  abort(seqId: string): Sequence | undefined {
-    return this.queues.abort(seqId);
-  }
-
-  update(output: SchedulerOutput): void {
-    this.queues.update(output);
-  }
-
-  numWaiting(): number {
-    return this.queues.waiting.length;
-  }
-
-  numRunning(): number {
-    return this.queues.running.length;
-  }
-
-  hasUnfinished(): boolean {
-    return this.queues.hasUnfinished();
-  }
 
   schedule(): SchedulerOutput {
     const prefill = this.admit();

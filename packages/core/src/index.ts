@@ -23,4 +23,5 @@ export * from './sampling-params.js';
 export * from './scheduler.js';
 export * from './scheduling/policies.js';
 export * from './scheduling/queue.js';
+export * from './scheduling/queued-scheduler.js';
 export * from './sequence.js';

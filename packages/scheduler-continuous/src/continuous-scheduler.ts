@@ -1,11 +1,10 @@
 import {
   fitsInPool,
   type KvCacheManager,
+  QueuedScheduler,
   type QueuePolicy,
   queuePolicies,
-  RequestQueues,
   type ScheduledSequence,
-  type Scheduler,
   type SchedulerConfig,
   type SchedulerOutput,
   type Sequence,
@@ -17,46 +16,13 @@ import {
  * gets up to its uncomputed tokens (chunked prefill). When the KV pool is full, preempts by
  * recompute: the policy's victim frees its KV and goes back to the front of `waiting`.
  */
-export class ContinuousScheduler implements Scheduler {
+export class ContinuousScheduler extends QueuedScheduler {
   readonly name = 'continuous';
-  private readonly queues: RequestQueues;
   private readonly policy: QueuePolicy;
-  private preemptions = 0;
 
-  constructor(
-    readonly config: SchedulerConfig,
-    private readonly kv: KvCacheManager,
-  ) {
+  constructor(config: SchedulerConfig, kv: KvCacheManager) {
+    super(config, kv);
     this.policy = queuePolicies.get(config.policy);
-    this.queues = new RequestQueues(kv);
-  }
-
-  get numPreemptions(): number {
-    return this.preemptions;
-  }
-
-  add(seq: Sequence): void {
-    this.queues.add(seq);
-  }
-
-  abort(seqId: string): Sequence | undefined {
-    return this.queues.abort(seqId);
-  }
-
-  update(output: SchedulerOutput): void {
-    this.queues.update(output);
-  }
-
-  numWaiting(): number {
-    return this.queues.waiting.length;
-  }
-
-  numRunning(): number {
-    return this.queues.running.length;
-  }
-
-  hasUnfinished(): boolean {
-    return this.queues.hasUnfinished();
   }
 
   schedule(): SchedulerOutput {

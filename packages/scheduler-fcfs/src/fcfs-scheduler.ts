@@ -1,11 +1,10 @@
 import {
   fitsInPool,
   type KvCacheManager,
+  QueuedScheduler,
   type QueuePolicy,
   queuePolicies,
-  RequestQueues,
   type ScheduledSequence,
-  type Scheduler,
   type SchedulerConfig,
   type SchedulerOutput,
   type Sequence,
@@ -17,42 +16,13 @@ import {
  * front; then runs that batch until every member finished: prefill steps, then decode steps.
  * Never preempts. A sequence whose reservation exceeds the whole pool is finished with 'error'.
  */
-export class FcfsScheduler implements Scheduler {
+export class FcfsScheduler extends QueuedScheduler {
   readonly name = 'fcfs';
-  readonly numPreemptions = 0;
-  private readonly queues: RequestQueues;
   private readonly policy: QueuePolicy;
 
-  constructor(
-    readonly config: SchedulerConfig,
-    private readonly kv: KvCacheManager,
-  ) {
+  constructor(config: SchedulerConfig, kv: KvCacheManager) {
+    super(config, kv);
     this.policy = queuePolicies.get(config.policy);
-    this.queues = new RequestQueues(kv);
-  }
-
-  add(seq: Sequence): void {
-    this.queues.add(seq);
-  }
-
-  abort(seqId: string): Sequence | undefined {
-    return this.queues.abort(seqId);
-  }
-
-  update(output: SchedulerOutput): void {
-    this.queues.update(output);
-  }
-
-  numWaiting(): number {
-    return this.queues.waiting.length;
-  }
-
-  numRunning(): number {
-    return this.queues.running.length;
-  }
-
-  hasUnfinished(): boolean {
-    return this.queues.hasUnfinished();
   }
 
   schedule(): SchedulerOutput {
