@@ -7,6 +7,7 @@ import {
   SwitchyardError,
 } from '@switchyard/core';
 import { createEngine } from './create-engine.js';
+import { ENGINE_FLAGS } from './flags.js';
 
 export interface Workload {
   requests: GenerateRequest[];
@@ -97,17 +98,7 @@ export async function runBench(
   const { values } = parseArgs({
     args,
     options: {
-      model: { type: 'string' },
-      scheduler: { type: 'string' },
-      attention: { type: 'string' },
-      device: { type: 'string' },
-      dtype: { type: 'string' },
-      policy: { type: 'string' },
-      'max-num-seqs': { type: 'string' },
-      'max-num-batched-tokens': { type: 'string' },
-      'kv-cache-tokens': { type: 'string' },
-      'block-size': { type: 'string' },
-      'no-prefix-caching': { type: 'boolean' },
+      ...ENGINE_FLAGS,
       workload: { type: 'string', default: 'random' },
       'num-requests': { type: 'string', default: '64' },
       'input-len': { type: 'string', default: '128' },
@@ -118,7 +109,6 @@ export async function runBench(
       'request-rate': { type: 'string', default: 'inf' },
       seed: { type: 'string', default: '0' },
       url: { type: 'string' },
-      json: { type: 'boolean' },
     },
   });
   if (values.url)

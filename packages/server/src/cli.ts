@@ -11,6 +11,7 @@ import {
 } from '@switchyard/core';
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
+import { ENGINE_FLAGS, engineOptions } from './flags.js';
 
 /** The embedded demo model that a fresh clone serves with no download. */
 export const DEMO_MODEL = join(
@@ -21,21 +22,6 @@ export const DEMO_MODEL = join(
   'models',
   'switchyard-demo-text',
 );
-
-const ENGINE_FLAGS = {
-  model: { type: 'string' },
-  scheduler: { type: 'string' },
-  attention: { type: 'string' },
-  device: { type: 'string' },
-  dtype: { type: 'string' },
-  policy: { type: 'string' },
-  'max-num-seqs': { type: 'string' },
-  'max-num-batched-tokens': { type: 'string' },
-  'kv-cache-tokens': { type: 'string' },
-  'block-size': { type: 'string' },
-  'no-prefix-caching': { type: 'boolean' },
-  json: { type: 'boolean' },
-} as const;
 
 const USAGE = `usage:
   switchyard generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE.json) [options]
@@ -72,33 +58,6 @@ export async function main(argv: string[]): Promise<number> {
     if (!known && process.env.SWITCHYARD_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;
   }
-}
-
-/** Engine options from the flags shared by generate, bench and serve. */
-export function engineOptions(values: Record<string, unknown>): EngineOptions {
-  const int = (name: string): number | undefined => {
-    const v = values[name];
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0)
-      throw new SwitchyardError(`--${name} must be a positive integer, got '${v}'`);
-    return n;
-  };
-  if (typeof values.model !== 'string')
-    throw new SwitchyardError('--model DIR is required (a Hugging Face checkpoint folder)');
-  return {
-    model: values.model,
-    scheduler: values.scheduler as string | undefined,
-    attention: values.attention as string | undefined,
-    device: values.device as EngineOptions['device'],
-    dtype: values.dtype as EngineOptions['dtype'],
-    policy: values.policy as string | undefined,
-    maxNumSeqs: int('max-num-seqs'),
-    maxNumBatchedTokens: int('max-num-batched-tokens'),
-    kvCacheTokens: int('kv-cache-tokens'),
-    blockSize: int('block-size'),
-    enablePrefixCaching: values['no-prefix-caching'] ? false : undefined,
-  };
 }
 
 async function generate(args: string[]): Promise<number> {
