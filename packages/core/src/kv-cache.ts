@@ -20,7 +20,7 @@ export interface KvUsage {
 }
 
 export interface PrefixCacheStats {
-  /** Prompt tokens looked up in the prefix cache (at a sequence's first allocation). */
+  /** Tokens looked up in the prefix cache: a sequence's length at each admission (again after a preemption, as vLLM counts). */
   queries: number;
   /** Of those, tokens whose KV was reused. */
   hits: number;
@@ -38,7 +38,12 @@ export interface PrefixCacheStats {
  *   the pool has no room; the scheduler then preempts and retries;
  * - after the step ran, the scheduler advances `seq.numComputedTokens` and calls `commit(seq)`,
  *   which makes the now-computed full blocks findable by later prefix matches;
- * - `free(seq)` releases the sequence's references (finish, abort, preemption).
+ * - `free(seq)` releases the sequence's references (finish, abort, preemption); a no-op for a
+ *   sequence holding none.
+ *
+ * `matchPrefix` and the `allocate` that uses its hit must run back to back: another allocation in
+ * between may evict the matched blocks, and `allocate` then throws. A `hit` passed for a sequence
+ * the manager already holds is ignored. `seq.numCachedTokens` is the engine's to set.
  */
 export interface KvCacheManager {
   readonly config: KvCacheConfig;
@@ -65,7 +70,10 @@ export interface KvCacheManager {
   /** Releases every block reference the sequence holds (tail blocks first become evictable first). */
   free(seq: Sequence): void;
 
-  /** Physical block ids of the sequence, in token order. */
+  /**
+   * Physical block ids of the sequence, in token order. A live view: `commit` may swap an entry
+   * for an equal block already cached (radix deduplication), so read it afresh every step.
+   */
   blockTable(seq: Sequence): readonly number[];
 
   usage(): KvUsage;
@@ -74,7 +82,7 @@ export interface KvCacheManager {
   /** Throws if the bookkeeping is inconsistent (free + cached + used ≠ total, bad refcounts …). */
   checkIntegrity(): void;
 
-  /** Drops all cached (unreferenced) prefix blocks. */
+  /** Drops all cached (unreferenced) prefix blocks; the hit/query counters are kept. */
   reset(): void;
 }
 
