@@ -12,6 +12,7 @@ import {
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { serve } from './serve.js';
 
 /** The embedded demo model that a fresh clone serves with no download. */
 export const DEMO_MODEL = join(
@@ -26,7 +27,9 @@ export const DEMO_MODEL = join(
 const USAGE = `usage:
   switchyard generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE.json) [options]
   switchyard bench --model DIR [--workload random|shared-prefix] [options]
-  switchyard start            run a short chat with the embedded demo model
+  switchyard serve [--model DIR] [--host 127.0.0.1] [--port 8000] [options]
+  switchyard start            serve the embedded demo model on http://127.0.0.1:8000
+  switchyard chat             ask the embedded demo model one question
 see docs/CLI.md for every option`;
 
 /** Runs the CLI; returns the exit status. Errors print one line, never a stack trace. */
@@ -38,15 +41,21 @@ export async function main(argv: string[]): Promise<number> {
         return await generate(rest);
       case 'bench':
         return await runBench(rest, engineOptions);
+      case 'serve':
+        return await serve(rest, DEMO_MODEL);
       case 'start':
-        return await start();
+        return await serve(rest, DEMO_MODEL);
+      case 'chat':
+        return await chat();
       case undefined:
       case '--help':
       case 'help':
         process.stdout.write(`${USAGE}\n`);
         return command === undefined ? 2 : 0;
       default:
-        throw new SwitchyardError(`unknown command '${command}'; commands: generate, bench, start`);
+        throw new SwitchyardError(
+          `unknown command '${command}'; commands: generate, serve, bench, start, chat`,
+        );
     }
   } catch (e) {
     const known =
@@ -134,7 +143,8 @@ async function generate(args: string[]): Promise<number> {
   }
 }
 
-async function start(): Promise<number> {
+/** A one-question chat with the demo model, printed. */
+async function chat(): Promise<number> {
   const engine: Engine = await createEngine({ model: DEMO_MODEL });
   try {
     const question = 'What does json.dumps do?';

@@ -1,0 +1,59 @@
+import { parseArgs } from 'node:util';
+import { SwitchyardError } from '@switchyard/core';
+import { createEngine } from './create-engine.js';
+import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { buildServer } from './http/app.js';
+
+/**
+ * `switchyard serve`: the HTTP server on --host:--port. SIGTERM or SIGINT drains: new requests
+ * get 503, running ones finish (up to --drain-timeout seconds), then the process exits 0.
+ */
+export async function serve(args: string[], defaultModel: string): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      ...ENGINE_FLAGS,
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8000' },
+      'api-key': { type: 'string' },
+      'served-model-name': { type: 'string' },
+      'max-waiting': { type: 'string', default: '1024' },
+      'drain-timeout': { type: 'string', default: '30' },
+      'allowed-media-domains': { type: 'string' },
+      'allowed-local-media-path': { type: 'string' },
+      'image-cache-mb': { type: 'string' },
+      'max-images-per-request': { type: 'string', default: '8' },
+    },
+  });
+  const num = (name: keyof typeof values, min: number): number => {
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < min)
+      throw new SwitchyardError(`--${name} must be an integer ≥ ${min}, got '${values[name]}'`);
+    return n;
+  };
+  const port = num('port', 0);
+  const engine = await createEngine(engineOptions({ ...values, model: values.model ?? defaultModel }));
+  const server = buildServer({
+    engine,
+    modelName: values['served-model-name'],
+    apiKey: values['api-key'] ?? process.env.SWITCHYARD_API_KEY,
+    maxWaiting: num('max-waiting', 1),
+    maxImagesPerRequest: num('max-images-per-request', 0),
+  });
+  const address = await server.app.listen({ host: values.host, port });
+  process.stderr.write(
+    `switchyard: serving ${server.modelName} on ${address} (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`,
+  );
+  const drainMs = num('drain-timeout', 0) * 1000;
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      process.stderr.write(`switchyard: ${signal}: draining (up to ${drainMs / 1000} s)\n`);
+      server.drain(drainMs).then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
