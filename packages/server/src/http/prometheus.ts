@@ -19,7 +19,8 @@ export function prometheusText(
   };
   const histogram = (name: string, help: string, h: Histogram) => {
     out.push(`# HELP switchyard:${name} ${help}`, `# TYPE switchyard:${name} histogram`);
-    for (const [i, le] of h.buckets.entries()) out.push(`switchyard:${name}_bucket{${labels},le="${le}"} ${h.counts[i]}`);
+    for (const [i, le] of h.buckets.entries())
+      out.push(`switchyard:${name}_bucket{${labels},le="${le}"} ${h.counts[i]}`);
     out.push(`switchyard:${name}_bucket{${labels},le="+Inf"} ${h.count}`);
     out.push(`switchyard:${name}_sum{${labels}} ${h.sum}`, `switchyard:${name}_count{${labels}} ${h.count}`);
   };
