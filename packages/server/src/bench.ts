@@ -1,11 +1,13 @@
 import { parseArgs } from 'node:util';
 import {
+  Checkpoint,
   type EngineOptions,
   type GenerateRequest,
   type GenerateResult,
   Rng,
   SwitchyardError,
 } from '@switchyard/core';
+import { httpBenchReport, runHttpBench } from './bench-http.js';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS } from './flags.js';
 
@@ -111,10 +113,6 @@ export async function runBench(
       url: { type: 'string' },
     },
   });
-  if (values.url)
-    throw new SwitchyardError(
-      '--url needs the HTTP server, which is not in this build yet; run in-process without --url',
-    );
   const workload = values.workload;
   if (workload !== 'random' && workload !== 'shared-prefix') {
     throw new SwitchyardError(`--workload must be random or shared-prefix, got '${workload}'`);
@@ -126,10 +124,8 @@ export async function runBench(
       throw new SwitchyardError(`--${name} must be a number ≥ ${min}, got '${v}'`);
     return n;
   };
-  const options = toEngineOptions(values);
-  const engine = await createEngine(options);
-  try {
-    const w = makeWorkload({
+  const workloadOf = (vocabSize: number) =>
+    makeWorkload({
       workload,
       numRequests: num('num-requests', 1),
       inputLen: num('input-len', 1),
@@ -139,8 +135,29 @@ export async function runBench(
       numPrefixes: num('num-prefixes', 1),
       requestRate: num('request-rate'),
       seed: num('seed'),
-      vocabSize: engine.info.vocabSize,
+      vocabSize,
     });
+  const print = (report: object) =>
+    process.stdout.write(
+      values.json ? `${JSON.stringify(report)}\n` : `${JSON.stringify(report, null, 2)}\n`,
+    );
+
+  if (values.url) {
+    // Over HTTP: the checkpoint only tells the vocabulary size, so both sides send the same ids.
+    if (typeof values.model !== 'string')
+      throw new SwitchyardError('--model DIR is required (its vocabulary seeds the prompts)');
+    const vocab = Number(Checkpoint.open(values.model).textConfig.vocab_size);
+    const { results, durationS } = await runHttpBench(values.url.replace(/\/$/, ''), workloadOf(vocab), {
+      apiKey: process.env.SWITCHYARD_API_KEY,
+    });
+    print({ ...httpBenchReport(results, durationS), config: { ...values, json: undefined } });
+    return 0;
+  }
+
+  const options = toEngineOptions(values);
+  const engine = await createEngine(options);
+  try {
+    const w = workloadOf(engine.info.vocabSize);
     const t0 = performance.now();
     const results = await Promise.all(
       w.requests.map(async (r, i) => {
@@ -159,8 +176,7 @@ export async function runBench(
       kv_peak_usage: stats.kvPeakUsage,
       config: { ...engine.info, policy: options.policy ?? 'fcfs', ...values, json: undefined },
     };
-    if (values.json) process.stdout.write(`${JSON.stringify(report)}\n`);
-    else process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    print(report);
     return 0;
   } finally {
     await engine.close();

@@ -1,4 +1,4 @@
-import { createContainer } from '@switchyard/core';
+import { createContainer, type GenerateResult } from '@switchyard/core';
 import { describe, expect, it } from 'vitest';
 import { register as registerPrefillFirst } from '../../../docs/examples/prefill-first-scheduler.js';
 import { DEMO_MODEL } from './cli.js';
@@ -14,7 +14,7 @@ const PROMPTS = [
 describe('a custom scheduler registered from outside the packages (docs/examples)', () => {
   it.each(['paged', 'radix'])('gives every prompt its solo ids with the %s KV cache', async (attention) => {
     const solo = await createEngine({ model: DEMO_MODEL });
-    const expected = [];
+    const expected: GenerateResult[] = [];
     for (const p of PROMPTS)
       expected.push(
         (await solo.generate([{ messages: [{ role: 'user', content: p }], sampling: { maxTokens: 24 } }]))[0],

@@ -39,6 +39,13 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     apiKey: values['api-key'] ?? process.env.SWITCHYARD_API_KEY,
     maxWaiting: num('max-waiting', 1),
     maxImagesPerRequest: num('max-images-per-request', 0),
+    media: {
+      allowedDomains: (values['allowed-media-domains'] ?? '')
+        .split(',')
+        .map((d) => d.trim().toLowerCase())
+        .filter(Boolean),
+      allowedLocalPath: values['allowed-local-media-path'],
+    },
   });
   const address = await server.app.listen({ host: values.host, port });
   process.stderr.write(

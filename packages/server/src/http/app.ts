@@ -2,6 +2,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
+import type { MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
 import { prometheusText } from './prometheus.js';
 
@@ -16,6 +17,8 @@ export interface ServerOptions {
   /** Largest request body in bytes (default 64 MiB: a few base64 images). */
   bodyLimit?: number;
   maxImagesPerRequest?: number;
+  /** Where images may come from (data URLs always; http(s) and local files as allowed here). */
+  media?: MediaPolicy;
 }
 
 export interface Server {
@@ -88,10 +91,13 @@ export function buildServer(options: ServerOptions): Server {
     }
   };
   const checkModel = (body: Body) => {
-    if (body.model !== undefined && body.model !== null && body.model !== modelName) {
+    if (body.model === undefined || body.model === null) return;
+    // Never String() a client's value: {"toString": 1} throws, a deeply nested array overflows the stack.
+    if (typeof body.model !== 'string') throw badRequest('model must be a string', 'model');
+    if (body.model !== modelName) {
       throw new HttpError(
         404,
-        `the model '${String(body.model)}' does not exist; this server serves '${modelName}'`,
+        `the model '${body.model}' does not exist; this server serves '${modelName}'`,
         'not_found_error',
         'model',
         'model_not_found',

@@ -181,9 +181,9 @@ describe('errors, over raw HTTP', () => {
 
   async function expectError(res: Response, status: number, param?: string) {
     expect(res.status).toBe(status);
-    const body = await res.json();
+    const body = (await res.json()) as { error: Record<string, string | null> };
     expect(Object.keys(body.error).sort()).toEqual(['code', 'message', 'param', 'type']);
-    expect(body.error.message.length).toBeGreaterThan(0);
+    expect(body.error.message?.length).toBeGreaterThan(0);
     if (param !== undefined) expect(body.error.param).toBe(param);
     return body.error;
   }
@@ -244,7 +244,9 @@ describe('errors, over raw HTTP', () => {
     expect((await fetch(`${u2}/health`)).status).toBe(503);
     const first = await running;
     expect(first.status).toBe(200);
-    expect((await first.json()).usage.completion_tokens).toBe(200);
+    expect(((await first.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(
+      200,
+    );
     await drained;
   });
 });
