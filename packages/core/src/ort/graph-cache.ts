@@ -37,23 +37,34 @@ export interface CachedGraph {
   externalDataFolder?: string;
 }
 
+/** The decoder graph of a checkpoint (see `cachedGraph`). */
+export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): CachedGraph {
+  return cachedGraph(ckpt, 'decoder', { spec, ep }, (g, w) => buildDecoderGraph(g, spec, w));
+}
+
 /**
- * Returns the decoder graph for a checkpoint, building it on a cache miss. When every weight is
+ * Returns a graph built from a checkpoint's weights, building it on a cache miss. `key` holds
+ * everything the graph depends on besides the weights (spec, provider). When every weight is
  * already fp32 the graph references them in place inside the checkpoint's safetensors files (no
  * copy); otherwise all weights are converted once into `weights.bin` beside the graph.
  */
-export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): CachedGraph {
+export function cachedGraph(
+  ckpt: Checkpoint,
+  name: string,
+  key: object,
+  build: (g: GraphBuilder, w: (weight: string) => string) => void,
+): CachedGraph {
   const files = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
   const fingerprint = files.map((f) => {
     const st = statSync(f);
     return `${f}:${st.size}:${st.mtimeMs}`;
   });
-  const key = createHash('sha256')
-    .update(JSON.stringify({ v: BUILDER_VERSION, spec, ep, dtype: 'float32', fingerprint }))
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ v: BUILDER_VERSION, name, key, dtype: 'float32', fingerprint }))
     .digest('hex')
     .slice(0, 20);
-  const dir = join(cacheRoot(), 'graphs', key);
-  const modelPath = join(dir, 'decoder.onnx');
+  const dir = join(cacheRoot(), 'graphs', hash);
+  const modelPath = join(dir, `${name}.onnx`);
   const inPlace = [...ckpt.tensors.values()].every((t) => t.dtype === 'F32');
   const result: CachedGraph = { path: modelPath, externalDataFolder: inPlace ? ckpt.dir : undefined };
   if (existsSync(modelPath)) return result;
@@ -64,17 +75,17 @@ export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): C
     const converted = new ConvertedWeights(join(tmp, 'weights.bin'));
     const g = new GraphBuilder();
     const added = new Map<string, string>();
-    buildDecoderGraph(g, spec, (name) => {
-      let id = added.get(name);
+    build(g, (weight) => {
+      let id = added.get(weight);
       if (id) return id;
-      const entry = ckpt.tensor(name);
-      id = name;
+      const entry = ckpt.tensor(weight);
+      id = weight;
       g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir) : converted.add(entry));
-      added.set(name, id);
+      added.set(weight, id);
       return id;
     });
     converted.close();
-    writeFileSync(join(tmp, 'decoder.onnx'), encodeModel(g.build({ '': 21, 'com.microsoft': 1 }, 'decoder')));
+    writeFileSync(join(tmp, `${name}.onnx`), encodeModel(g.build({ '': 21, 'com.microsoft': 1 }, name)));
     mkdirSync(join(cacheRoot(), 'graphs'), { recursive: true });
     try {
       renameSync(tmp, dir);
