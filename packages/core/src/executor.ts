@@ -8,6 +8,11 @@ export interface StepSequence {
   blockTable: readonly number[];
   /** Whether to return logits for the last new token. */
   sample: boolean;
+  /**
+   * Images of the sequence: their embeddings ([length × hidden]) replace the token embeddings at
+   * positions `offset .. offset + length - 1` (models whose decoder takes image embeddings).
+   */
+  mm?: readonly { offset: number; length: number; embeddings?: Float32Array }[];
 }
 
 export interface KvPoolShape {

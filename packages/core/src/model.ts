@@ -41,12 +41,54 @@ export interface DecoderSpec {
   weightPrefix: string;
   /** Name of the output head weight ('lm_head.weight'); ignored when tied. */
   lmHeadName: string;
+  /**
+   * The graph takes image embeddings (`image_embeds`, `embed_index`) that replace the token
+   * embeddings at image placeholder positions (VLMs).
+   */
+  imageEmbeds?: boolean;
+}
+
+/** One image, preprocessed the way the checkpoint's Hugging Face processor does it. */
+export interface ProcessedImage {
+  pixelValues: Float32Array;
+  /** The tensor shape fed to the vision encoder: [tiles, 3, H, W]. */
+  shape: number[];
+  /** Original [height, width] (LLaVA-NeXT's unpadding needs it). */
+  imageSize: [number, number];
+  /** Placeholder tokens the image becomes in the prompt (= rows of its embeddings). */
+  numTokens: number;
+}
+
+/**
+ * What a vision-language model adds: its image processor, how an image's placeholder in the
+ * rendered prompt expands, and which vision graph encodes it.
+ */
+export interface MultimodalSpec {
+  /** The vision graph: 'llava' (CLIP tower + projector) or 'internvl' (InternViT + pixel shuffle + projector). */
+  encoder: 'llava' | 'internvl';
+  /** The token the chat template (or a raw prompt) carries once per image. */
+  placeholderTokenId: number;
+  /** Whether the processor tokenizes the rendered prompt with special tokens (BOS). */
+  addSpecialTokens: boolean;
+  process(image: RgbImageLike): ProcessedImage;
+  /** The token ids one image expands to, and where among them its embeddings go. */
+  expand(image: ProcessedImage): { ids: number[]; offset: number };
+  /** Turns the encoder's output for one image ([tiles, tokens, hidden]) into [numTokens × hidden]. */
+  arrange(features: Float32Array, shape: number[], image: ProcessedImage): Float32Array;
+}
+
+/** An 8-bit RGB image (`RgbImage` of the image module). */
+export interface RgbImageLike {
+  width: number;
+  height: number;
+  data: Uint8Array;
 }
 
 /** What a model package makes of a checkpoint. */
 export interface ModelSpec {
   architecture: string;
   decoder: DecoderSpec;
+  multimodal?: MultimodalSpec;
 }
 
 /**

@@ -9,6 +9,8 @@ export interface MultimodalItem {
   hash: string;
   offset: number;
   length: number;
+  /** The image's embeddings, [length × hidden], which replace the placeholders' token embeddings. */
+  embeddings?: Float32Array;
 }
 
 export interface TokenLogprob {

@@ -2,16 +2,20 @@ import type { DependencyContainer } from 'tsyringe';
 import { kvCacheRegistry, modelRegistry, schedulerRegistry } from '../container.js';
 import { SwitchyardError } from '../errors.js';
 import type { Executor, StepSequence } from '../executor.js';
+import { decodeImage, imageHash } from '../image/index.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
 import { CpuExecutor } from '../ort/cpu-executor.js';
+import { VisionEncoder } from '../ort/vision-encoder.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
 import { Sampler } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
-import { Sequence, type TokenLogprob } from '../sequence.js';
+import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js';
+import { ImageEmbeddingCache } from './image-cache.js';
 import { EngineMetrics } from './metrics.js';
+import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
 import type { CompletionOutput, GenerateRequest, GenerateResult, StreamEvent } from './request.js';
 
 export interface EngineOptions {
@@ -35,6 +39,8 @@ export interface EngineOptions {
   enablePrefixCaching?: boolean;
   enableChunkedPrefill?: boolean;
   numThreads?: number;
+  /** Capacity of the image-embedding cache in MiB (default 256). */
+  imageCacheMb?: number;
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }
@@ -73,6 +79,8 @@ export interface EngineStats {
   numPromptTokens: number;
   numGenerationTokens: number;
   numSteps: number;
+  imageCacheQueries: number;
+  imageCacheHits: number;
 }
 
 interface RequestState {
@@ -113,7 +121,13 @@ export class Engine {
     readonly scheduler: Scheduler,
     readonly kv: KvCacheManager,
     private readonly options: EngineOptions,
-  ) {}
+    private readonly vision?: VisionEncoder,
+  ) {
+    this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
+  }
+
+  /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
+  readonly imageCache: ImageEmbeddingCache;
 
   static async create(options: EngineOptions, container: DependencyContainer): Promise<Engine> {
     const device = options.device ?? 'cpu';
@@ -164,6 +178,9 @@ export class Engine {
       blockSize,
       numThreads: options.numThreads,
     });
+    const vision = spec.multimodal
+      ? await VisionEncoder.create(checkpoint, spec.multimodal.encoder)
+      : undefined;
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
     const scheduler = makeScheduler(
       {
@@ -189,7 +206,7 @@ export class Engine {
       maxModelLen,
       vocabSize: d.vocabSize,
     };
-    return new Engine(info, checkpoint, spec, executor, scheduler, kv, options);
+    return new Engine(info, checkpoint, spec, executor, scheduler, kv, options, vision);
   }
 
   get tokenizer() {
@@ -198,14 +215,14 @@ export class Engine {
 
   /** Runs requests to completion; results in request order. A bad request rejects before any runs. */
   async generate(requests: GenerateRequest[]): Promise<GenerateResult[]> {
-    const states = requests.map((r) => this.prepare(r));
+    const states = await Promise.all(requests.map((r) => this.prepare(r)));
     for (const s of states) this.enqueue(s);
     return Promise.all(states.map((s) => s.done));
   }
 
   /** Streams one request's tokens as they come; aborting `signal` stops it and frees its KV. */
   async *stream(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
-    const state = this.prepare(request);
+    const state = await this.prepare(request);
     const queue: StreamEvent[] = [];
     let wake: (() => void) | undefined;
     state.listeners.push((e) => {
@@ -284,6 +301,8 @@ export class Engine {
       numPromptTokens: m.numPromptTokens,
       numGenerationTokens: m.numGenerationTokens,
       numSteps: m.numSteps,
+      imageCacheQueries: this.imageCache.hits + this.imageCache.misses,
+      imageCacheHits: this.imageCache.hits,
     };
   }
 
@@ -295,12 +314,16 @@ export class Engine {
     this.closed = true;
     for (const id of [...this.requests.keys()]) this.abort(id);
     await this.executor.dispose();
+    await this.vision?.dispose();
   }
 
-  /** Tokenizes and validates; throws SwitchyardError naming the problem. Enqueues nothing. */
-  private prepare(req: GenerateRequest): RequestState {
+  /**
+   * Tokenizes, validates, and encodes the request's images (through the image cache); throws
+   * SwitchyardError naming the problem. Enqueues nothing.
+   */
+  private async prepare(req: GenerateRequest): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
-    const promptIds = this.promptIds(req);
+    const { promptIds, mm } = await this.promptWithImages(req);
     const { vocabSize, maxModelLen } = this.info;
     if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
     const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
@@ -337,6 +360,7 @@ export class Engine {
           priority: req.priority,
           cacheSalt: req.cacheSalt,
           arrivalTime: arrival,
+          mm,
         },
       );
     });
@@ -363,7 +387,49 @@ export class Engine {
     };
   }
 
-  private promptIds(req: GenerateRequest): number[] {
+  /** Prompt ids with image placeholders expanded, and the images' places and embeddings. */
+  private async promptWithImages(
+    req: GenerateRequest,
+  ): Promise<{ promptIds: number[]; mm: MultimodalItem[] }> {
+    if (req.images !== undefined && !Array.isArray(req.images)) {
+      throw new SwitchyardError('images must be an array', 'invalid_request', 'image');
+    }
+    const inputs = collectImages(req.messages, req.images);
+    const spec = this.spec.multimodal;
+    if (inputs.length === 0) return { promptIds: this.promptIds(req, spec?.addSpecialTokens), mm: [] };
+    if (!spec || !this.vision) {
+      throw new SwitchyardError(
+        `the model ${this.info.architecture} does not accept images`,
+        'invalid_request',
+        'image',
+      );
+    }
+    const vision = this.vision;
+    const decoded = await Promise.all(
+      inputs.map(async (input) => {
+        const bytes = imageBytes(input);
+        const processed = spec.process(await decodeImage(bytes));
+        return { hash: imageHash(bytes), processed };
+      }),
+    );
+    const { ids, places } = expandPlaceholders(
+      this.promptIds(req, spec.addSpecialTokens),
+      decoded.map((d) => d.processed),
+      spec,
+    );
+    const mm = await Promise.all(
+      decoded.map(async ({ hash, processed }, i) => {
+        const embeddings = await this.imageCache.get(hash, async () => {
+          const out = await vision.encode(processed.pixelValues, processed.shape);
+          return spec.arrange(out.data, out.shape, processed);
+        });
+        return { hash, ...places[i], embeddings };
+      }),
+    );
+    return { promptIds: ids, mm };
+  }
+
+  private promptIds(req: GenerateRequest, chatSpecialTokens = false): number[] {
     const given = [req.prompt, req.promptIds, req.messages].filter((x) => x !== undefined).length;
     if (given !== 1) {
       throw new SwitchyardError(
@@ -389,7 +455,7 @@ export class Engine {
           'invalid_request',
           'messages',
         );
-      return this.tokenizer.encode(template.render(req.messages), false);
+      return this.tokenizer.encode(template.render(req.messages), chatSpecialTokens);
     }
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
@@ -448,6 +514,7 @@ export class Engine {
         start,
         blockTable: this.kv.blockTable(seq),
         sample: start + numNewTokens === seq.length,
+        mm: seq.mm,
       };
     });
     let logits: Float32Array;

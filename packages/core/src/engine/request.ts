@@ -1,6 +1,7 @@
 import type { ChatMessage } from '../loader/chat-template.js';
 import type { SamplingParams } from '../sampling-params.js';
 import type { FinishReason, TokenLogprob } from '../sequence.js';
+import type { ImageInput } from './multimodal-input.js';
 
 /** One generation request. Exactly one of `prompt`, `promptIds` and `messages` is given. */
 export interface GenerateRequest {
@@ -10,6 +11,12 @@ export interface GenerateRequest {
   promptIds?: readonly number[];
   /** Chat messages, rendered with the model's chat template and the generation prompt. */
   messages?: ChatMessage[];
+  /**
+   * Images: for chat messages, one per `{"type": "image"}` part in order (`image_url` parts carry
+   * their own); for a raw prompt, one per image placeholder token in it. Bytes or data: URLs; file
+   * paths only from trusted callers such as the CLI.
+   */
+  images?: ImageInput[];
   sampling?: Partial<SamplingParams>;
   /** Lower runs first under the 'priority' queue policy. */
   priority?: number;

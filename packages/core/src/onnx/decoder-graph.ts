@@ -21,7 +21,10 @@ export type WeightRef = (name: string) => string;
  *   (an empty group is one fully masked dummy sequence);
  * - `out_index` [T]: where each packed token's attention output sits in concat(group 0's padded
  *   [B·Lq] rows, group 1's);
- * - `sample_index` [S]: the packed rows whose logits are wanted.
+ * - `sample_index` [S]: the packed rows whose logits are wanted;
+ * - with `spec.imageEmbeds`: `image_embeds` [N, hidden] and `embed_index` [T] (row of
+ *   `image_embeds` for each packed token, -1 for a text token): image features replace the token
+ *   embeddings at placeholder positions, so images and text batch together.
  * Outputs: `logits` [S, V] and `present_key.i` / `present_value.i` [T, Hkv·D] (the new tokens'
  * K after RoPE and V), which the executor writes into the pool at the tokens' slots.
  */
@@ -33,6 +36,8 @@ export const DecoderIO = {
   attnBias: (group: number) => `attn_bias.${group}`,
   outIndex: 'out_index',
   sampleIndex: 'sample_index',
+  imageEmbeds: 'image_embeds',
+  embedIndex: 'embed_index',
   pastKey: (i: number) => `past_key.${i}`,
   pastValue: (i: number) => `past_value.${i}`,
   presentKey: (i: number) => `present_key.${i}`,
@@ -138,6 +143,18 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
   };
 
   let x = g.op('Gather', [w(`${p}embed_tokens.weight`), inputIds], { axis: 0 }, { name: 'embed' });
+  if (spec.imageEmbeds) {
+    const images = g.input(DecoderIO.imageEmbeds, F, ['N', spec.hiddenSize]);
+    const index = g.input(DecoderIO.embedIndex, I32, ['T']);
+    const rows = g.op(
+      'Gather',
+      [images, g.op('Max', [index, g.int32([0])])],
+      { axis: 0 },
+      { name: 'image_rows' },
+    );
+    const isImage = g.op('Unsqueeze', [g.op('GreaterOrEqual', [index, g.int32([0])]), g.int64([1])]);
+    x = g.op('Where', [isImage, rows, x], {}, { name: 'merge_embeds' });
+  }
   for (let i = 0; i < spec.numLayers; i++) {
     g.within(`layers.${i}`, () => {
       const pre = `${p}layers.${i}`;

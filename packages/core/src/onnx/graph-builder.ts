@@ -86,6 +86,10 @@ export class GraphBuilder {
     });
   }
 
+  int32(values: number[], dims = [values.length]): string {
+    return this.constant(DataType.INT32, values, dims, () => new Uint8Array(Int32Array.from(values).buffer));
+  }
+
   float32(values: number[] | Float32Array, dims = [values.length]): string {
     return this.constant(
       DataType.FLOAT,

@@ -115,6 +115,7 @@ export class CpuExecutor implements Executor {
       [DecoderIO.outIndex]: new ort.Tensor('int32', outIndex, [T]),
       [DecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
     };
+    if (this.spec.imageEmbeds) Object.assign(feeds, this.imageFeeds(batch, members, T));
     [decode, prefill].forEach((grp, i) => {
       feeds[DecoderIO.kvIndex(i)] = new ort.Tensor('int32', grp.kvIndex, [grp.kvIndex.length]);
       feeds[DecoderIO.qIndex(i)] = new ort.Tensor('int32', grp.qIndex, [grp.qIndex.length]);
@@ -137,6 +138,35 @@ export class CpuExecutor implements Executor {
     }
     for (const tensor of Object.values(out)) if (tensor !== out[DecoderIO.logits]) tensor.dispose();
     return out[DecoderIO.logits].data as Float32Array;
+  }
+
+  /** `image_embeds` rows for the image positions among this step's tokens, and each token's row. */
+  private imageFeeds(
+    batch: readonly StepSequence[],
+    members: Member[],
+    T: number,
+  ): Record<string, ort.Tensor> {
+    const hidden = this.spec.hiddenSize;
+    const embedIndex = new Int32Array(T).fill(-1);
+    const rows: Float32Array[] = [];
+    batch.forEach((s, b) => {
+      for (const item of s.mm ?? []) {
+        const from = Math.max(item.offset, s.start);
+        const to = Math.min(item.offset + item.length, s.start + s.tokenIds.length);
+        if (from >= to) continue;
+        if (!item.embeddings) throw new Error(`image at position ${item.offset} has no embeddings`);
+        for (let pos = from; pos < to; pos++) {
+          embedIndex[members[b].token + pos - s.start] = rows.length;
+          rows.push(item.embeddings.subarray((pos - item.offset) * hidden, (pos - item.offset + 1) * hidden));
+        }
+      }
+    });
+    const data = new Float32Array(Math.max(1, rows.length) * hidden);
+    rows.forEach((r, i) => data.set(r, i * hidden));
+    return {
+      [DecoderIO.imageEmbeds]: new ort.Tensor('float32', data, [Math.max(1, rows.length), hidden]),
+      [DecoderIO.embedIndex]: new ort.Tensor('int32', embedIndex, [T]),
+    };
   }
 
   async dispose(): Promise<void> {

@@ -2,3 +2,4 @@ export * from './fixtures.js';
 export * from './kv-conformance.js';
 export * from './scheduler-harness.js';
 export * from './text-model-parity.js';
+export * from './vlm-parity.js';

@@ -1,11 +1,7 @@
 import type { Engine, Histogram } from '@switchyard/core';
 
 /** The engine's metrics in the Prometheus text format (names after vLLM's, prefixed `switchyard:`). */
-export function prometheusText(
-  engine: Engine,
-  modelName: string,
-  extra: { imageCacheHits?: number; imageCacheQueries?: number } = {},
-): string {
+export function prometheusText(engine: Engine, modelName: string): string {
   const s = engine.stats();
   const m = engine.metrics;
   const labels = `model_name="${modelName.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
@@ -45,13 +41,13 @@ export function prometheusText(
     'image_cache_queries_total',
     'counter',
     'Images looked up in the image-embedding cache.',
-    extra.imageCacheQueries ?? 0,
+    s.imageCacheQueries,
   );
   metric(
     'image_cache_hits_total',
     'counter',
     'Images served from the image-embedding cache.',
-    extra.imageCacheHits ?? 0,
+    s.imageCacheHits,
   );
   metric('num_preemptions_total', 'counter', 'Sequences preempted (recomputed later).', s.numPreemptions);
   metric('prompt_tokens_total', 'counter', 'Prompt tokens of finished requests.', s.numPromptTokens);

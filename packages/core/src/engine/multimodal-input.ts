@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs';
+import { SwitchyardError } from '../errors.js';
+import type { ChatMessage } from '../loader/chat-template.js';
+import type { MultimodalSpec, ProcessedImage } from '../model.js';
+
+/** An image as a request carries it: raw bytes, a data: URL, or (command line) a file path. */
+export type ImageInput = Uint8Array | string;
+
+/**
+ * The images of a request in prompt order: each chat part's own `image_url`, or for a bare
+ * `{"type": "image"}` part the next of `images`; for raw prompts, `images` as given.
+ */
+export function collectImages(
+  messages: ChatMessage[] | undefined,
+  images: readonly ImageInput[] = [],
+): ImageInput[] {
+  if (!messages) return [...images];
+  const out: ImageInput[] = [];
+  let next = 0;
+  for (const m of messages) {
+    if (typeof m.content === 'string') continue;
+    for (const part of m.content) {
+      if (part.type === 'image_url') out.push(part.image_url.url);
+      else if (part.type === 'image') {
+        if (next >= images.length) {
+          throw new SwitchyardError(
+            `the messages have more {"type": "image"} parts than the ${images.length} image(s) given; pass one image per part`,
+            'invalid_request',
+            'image',
+          );
+        }
+        out.push(images[next++]);
+      }
+    }
+  }
+  if (next < images.length) {
+    throw new SwitchyardError(
+      `${images.length} images were given but the messages have places for ${next}`,
+      'invalid_request',
+      'image',
+    );
+  }
+  return out;
+}
+
+/** The bytes of an image input. File paths are for trusted callers (the CLI); servers pass bytes. */
+export function imageBytes(input: ImageInput): Uint8Array {
+  if (typeof input !== 'string') return input;
+  if (input.startsWith('data:')) {
+    const comma = input.indexOf(',');
+    if (comma < 0 || !/;base64$/i.test(input.slice(0, comma))) {
+      throw new SwitchyardError(
+        'an image data URL must look like data:image/png;base64,…',
+        'invalid_request',
+        'image',
+      );
+    }
+    const payload = input.slice(comma + 1);
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 !== 0) {
+      throw new SwitchyardError('the image data URL is not valid base64', 'invalid_request', 'image');
+    }
+    return new Uint8Array(Buffer.from(payload, 'base64'));
+  }
+  try {
+    return new Uint8Array(readFileSync(input));
+  } catch {
+    throw new SwitchyardError(`cannot read the image file ${input}`, 'invalid_request', 'image');
+  }
+}
+
+/**
+ * Replaces each image placeholder token in `ids` by the image's expansion (the processor's
+ * `<image>` × N, or `<img>` + `<IMG_CONTEXT>` × N + `</img>`); returns the new ids and where each
+ * image's embeddings go.
+ */
+export function expandPlaceholders(
+  ids: readonly number[],
+  images: readonly ProcessedImage[],
+  mm: MultimodalSpec,
+): { ids: number[]; places: { offset: number; length: number }[] } {
+  const count = ids.filter((t) => t === mm.placeholderTokenId).length;
+  if (count !== images.length) {
+    throw new SwitchyardError(
+      `the prompt has ${count} image place(s) but ${images.length} image(s) were given; give one image per place`,
+      'invalid_request',
+      'image',
+    );
+  }
+  const out: number[] = [];
+  const places: { offset: number; length: number }[] = [];
+  let k = 0;
+  for (const t of ids) {
+    if (t !== mm.placeholderTokenId) {
+      out.push(t);
+      continue;
+    }
+    const image = images[k++];
+    const { ids: expansion, offset } = mm.expand(image);
+    places.push({ offset: out.length + offset, length: image.numTokens });
+    out.push(...expansion);
+  }
+  return { ids: out, places };
+}

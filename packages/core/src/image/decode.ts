@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import { invalidParam, type SwitchyardError } from '../errors.js';
+import type { RgbImage } from './types.js';
+
+/** Default cap on width × height, read from the header before any pixel is decoded: 64 MP. */
+export const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
+
+/**
+ * The smallest side accepted, in pixels: one patch of the usual ViT-L/14 and InternViT towers.
+ * Anything smaller is upsampled 20–40× into a blur that carries nothing the model can read (in
+ * practice tracking pixels, spacers and broken thumbnails), and transformers' own NumPy path
+ * cannot even tell the layout of an image 1 or 3 pixels high (it takes that axis for channels).
+ */
+export const MIN_IMAGE_SIDE = 14;
+
+/** Raster formats accepted, by sharp's format name. SVG/PDF (vector, rendered) are refused. */
+const FORMATS: Record<string, string> = {
+  jpeg: 'JPEG',
+  png: 'PNG',
+  webp: 'WebP',
+  gif: 'GIF',
+  tiff: 'TIFF',
+  heif: 'AVIF',
+};
+const ACCEPTED = 'PNG, JPEG, WebP, GIF, TIFF or AVIF';
+
+export interface DecodeOptions {
+  /** Refuse images whose header declares more pixels than this (default 64 MP). */
+  maxPixels?: number;
+  /** Refuse images with a side shorter than this (default {@link MIN_IMAGE_SIDE}). */
+  minSide?: number;
+}
+
+const bad = (message: string): SwitchyardError => invalidParam('image', message);
+
+function detail(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim();
+}
+
+function megapixels(n: number): string {
+  return `${(n / 1e6).toFixed(1)} MP`;
+}
+
+/**
+ * Decodes an image the way transformers' `load_image` sees it: EXIF orientation applied
+ * (`ImageOps.exif_transpose`), then `convert('RGB')` — alpha dropped without compositing,
+ * palette and grayscale expanded, 16-bit reduced to 8-bit. Embedded ICC profiles are ignored,
+ * as Pillow ignores them. The header is checked first: the format must be a raster one, width ×
+ * height at most `maxPixels` (decompression bombs never reach the decoder) and each side at
+ * least `minSide`. Truncated or corrupt pixel data is an error, not a grey tail.
+ *
+ * Every refusal is a `SwitchyardError` (`invalid_request`, param `image`).
+ */
+export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<RgbImage> {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const minSide = opts.minSide ?? MIN_IMAGE_SIDE;
+  if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
+    throw bad(`the image is empty (0 bytes); send the bytes of a ${ACCEPTED} file`);
+  }
+  const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+  let meta: Metadata;
+  try {
+    // Header only: no pixel is decoded here, so no limit is needed yet.
+    meta = await sharp(input, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    const msg = detail(e);
+    if (/unsupported image format/i.test(msg)) {
+      throw bad(`the data is not an image in a supported format (${ACCEPTED}); convert it to PNG or JPEG`);
+    }
+    throw bad(`the image header could not be read (${msg}); the file is corrupt — re-export it as PNG or JPEG`);
+  }
+
+  const name = FORMATS[meta.format];
+  if (!name) {
+    const what = meta.format === 'svg' || meta.format === 'pdf' ? `${meta.format.toUpperCase()} (vector)` : meta.format;
+    throw bad(`${what} images are not accepted; convert it to a raster format (${ACCEPTED})`);
+  }
+  const { width, height } = meta;
+  if (!(width > 0 && height > 0)) {
+    throw bad(`the ${name} header declares no size (${width}×${height}); the file is corrupt — re-export it`);
+  }
+  if (width * height > maxPixels) {
+    throw bad(
+      `the ${name} is ${width}×${height} (${megapixels(width * height)}), over the ${megapixels(maxPixels)} limit; ` +
+        'downscale it before sending',
+    );
+  }
+  if (Math.min(width, height) < minSide) {
+    throw bad(
+      `the ${name} is ${width}×${height} pixels, too small to process; each side must be at least ${minSide} px`,
+    );
+  }
+
+  let raw: { data: Buffer; info: OutputInfo };
+  try {
+    raw = await sharp(input, {
+      failOn: 'error', // truncated or corrupt pixel data aborts; benign warnings (extra bytes) do not
+      limitInputPixels: maxPixels,
+      autoOrient: true,
+      ignoreIcc: true,
+      pages: 1,
+    })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    const msg = detail(e);
+    const truncated = /premature end|truncat|read error|not enough|unexpected end|EOF/i.test(msg);
+    throw bad(
+      `the ${name} data is ${truncated ? 'truncated' : 'corrupt'} (${msg}); ` +
+        're-upload the complete file or re-export it',
+    );
+  }
+  const { info } = raw;
+  return { width: info.width, height: info.height, data: toRgb(raw.data, info.width * info.height, info.channels) };
+}
+
+/** Whatever band count libvips hands back, as RGB: gray is replicated, a trailing alpha dropped. */
+function toRgb(src: Buffer, pixels: number, channels: number): Uint8Array {
+  if (channels === 3) return new Uint8Array(src.buffer, src.byteOffset, pixels * 3).slice();
+  const out = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    if (channels <= 2) {
+      const v = src[i * channels];
+      out[i * 3] = v;
+      out[i * 3 + 1] = v;
+      out[i * 3 + 2] = v;
+    } else {
+      out[i * 3] = src[i * channels];
+      out[i * 3 + 1] = src[i * channels + 1];
+      out[i * 3 + 2] = src[i * channels + 2];
+    }
+  }
+  return out;
+}
+
+/** sha256 (hex) of the encoded bytes: the key of the image-embedding cache. */
+export function imageHash(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
