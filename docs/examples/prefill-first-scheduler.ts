@@ -11,7 +11,6 @@ import {
   QueuedScheduler,
   type ScheduledSequence,
   type SchedulerOutput,
-  type Sequence,
   schedulerRegistry,
 } from '@switchyard/core';
 

@@ -2,13 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  type ChatMessage,
-  type Engine,
-  type EngineOptions,
-  type GenerateRequest,
-  SwitchyardError,
-} from '@switchyard/core';
+import { type ChatMessage, type Engine, type GenerateRequest, SwitchyardError } from '@switchyard/core';
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions } from './flags.js';

@@ -162,7 +162,7 @@ export class CpuExecutor implements Executor {
       }
     });
     const data = new Float32Array(Math.max(1, rows.length) * hidden);
-    rows.forEach((r, i) => data.set(r, i * hidden));
+    for (const [i, r] of rows.entries()) data.set(r, i * hidden);
     return {
       [DecoderIO.imageEmbeds]: new ort.Tensor('float32', data, [Math.max(1, rows.length), hidden]),
       [DecoderIO.embedIndex]: new ort.Tensor('int32', embedIndex, [T]),

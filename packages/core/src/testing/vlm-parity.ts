@@ -56,7 +56,7 @@ export function vlmParity(name: string, makeContainer: () => DependencyContainer
           const pixels = fx.logits(c.pixel_values_file);
           const shape = name === 'llava-next-tiny' ? c.pixel_values_shape!.slice(1) : c.pixel_values_shape!;
           const vision = await VisionEncoder.create(ckpt, mm.encoder);
-          const offset = ids.findIndex((t) => t === mm.placeholderTokenId);
+          const offset = ids.indexOf(mm.placeholderTokenId);
           const length = ids.filter((t) => t === mm.placeholderTokenId).length;
           const size = (c.image_sizes?.[0] as [number, number] | undefined) ?? [0, 0];
           const image: ProcessedImage = { pixelValues: pixels, shape, imageSize: size, numTokens: length };
