@@ -18,6 +18,16 @@ export const DEMO_MODEL = join(
   'switchyard-demo-text',
 );
 
+/** The embedded vision demo: what `npm start` serves. */
+export const DEMO_VISION_MODEL = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  '..',
+  '..',
+  'models',
+  'switchyard-demo-vision',
+);
+
 const USAGE = `usage:
   switchyard generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE.json) [options]
   switchyard bench --model DIR [--workload random|shared-prefix] [options]
@@ -36,9 +46,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'bench':
         return await runBench(rest, engineOptions);
       case 'serve':
-        return await serve(rest, DEMO_MODEL);
+        return await serve(rest, DEMO_VISION_MODEL);
       case 'start':
-        return await serve(rest, DEMO_MODEL);
+        return await serve(rest, DEMO_VISION_MODEL);
       case 'chat':
         return await chat();
       case undefined:
@@ -91,9 +101,6 @@ async function generate(args: string[]): Promise<number> {
       throw new SwitchyardError(`--${name} must be a number, got '${v}'`);
     return n;
   };
-  if (values.image?.length) {
-    throw new SwitchyardError('--image needs a vision-language model; none is registered in this build yet');
-  }
   const request: GenerateRequest = {
     sampling: {
       maxTokens: num('max-tokens') ?? 16,
@@ -118,6 +125,15 @@ async function generate(args: string[]): Promise<number> {
 
   const engine = await createEngine(engineOptions(values));
   try {
+    if (values.image?.length) {
+      request.images = values.image;
+      const mm = engine.spec.multimodal;
+      if (request.prompt !== undefined && mm) {
+        // A raw prompt gets one image placeholder per image before the text, as the model expects.
+        const placeholder = `${engine.tokenizer.idToToken(mm.placeholderTokenId)}\n`;
+        request.prompt = placeholder.repeat(values.image.length) + request.prompt;
+      }
+    }
     const [result] = await engine.generate([request]);
     const out = result.outputs[0];
     if (values.json) {
@@ -139,16 +155,21 @@ async function generate(args: string[]): Promise<number> {
 
 /** A one-question chat with the demo model, printed. */
 async function chat(): Promise<number> {
-  const engine: Engine = await createEngine({ model: DEMO_MODEL });
+  const engine: Engine = await createEngine({ model: DEMO_VISION_MODEL });
   try {
-    const question = 'What does json.dumps do?';
+    const question = 'What color is the circle?';
+    const picture = join(DEMO_VISION_MODEL, 'examples', 'scene1.png');
     const [result] = await engine.generate([
-      { messages: [{ role: 'user', content: question }], sampling: { maxTokens: 48 } },
+      {
+        messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }],
+        images: [picture],
+        sampling: { maxTokens: 32 },
+      },
     ]);
     process.stdout.write(
       `Switchyard ${engine.info.architecture} demo (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`,
     );
-    process.stdout.write(`> ${question}\n${result.outputs[0].text}\n`);
+    process.stdout.write(`> [${picture}] ${question}\n${result.outputs[0].text.trim()}\n`);
     return 0;
   } finally {
     await engine.close();

@@ -2,7 +2,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
-import type { MediaPolicy } from './media.js';
+import { loadMedia, type MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
 import { prometheusText } from './prometheus.js';
 
@@ -104,8 +104,20 @@ export function buildServer(options: ServerOptions): Server {
       );
     }
   };
-  const rejectImages = (images: string[]) => {
-    if (images.length > 0) throw badRequest(`the model '${modelName}' does not accept images`, 'messages');
+  const media: MediaPolicy = options.media ?? { allowedDomains: [] };
+  /**
+   * Fetches a request's images under the media policy and hands the engine their bytes: chat
+   * `image_url` parts become `{"type": "image"}` parts, so the engine never sees a URL or a path.
+   */
+  const loadImages = async (request: GenerateRequest, urls: string[], param: string) => {
+    if (urls.length === 0) return;
+    if (!engine.spec.multimodal) throw badRequest(`the model '${modelName}' does not accept images`, param);
+    request.images = await Promise.all(urls.map((url) => loadMedia(url, media, param)));
+    request.messages = request.messages?.map((m) =>
+      typeof m.content === 'string'
+        ? m
+        : { ...m, content: m.content.map((p) => (p.type === 'image_url' ? { type: 'image' as const } : p)) },
+    );
   };
 
   app.get('/health', async (_req, reply) => {
@@ -139,8 +151,8 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     checkModel(body);
     const parsed = parseChat(body, maxImages);
-    rejectImages(parsed.images);
     checkQueue();
+    await loadImages(parsed.request, parsed.images, 'messages');
     return respond(
       reply,
       parsed.request,
@@ -168,8 +180,14 @@ export function buildServer(options: ServerOptions): Server {
   app.post('/generate', async (req, reply) => {
     admit(req);
     const parsed = parseNativeGenerate(asBody(req.body));
-    rejectImages(parsed.images);
+    if (parsed.images.length > maxImages) {
+      throw badRequest(
+        `the request has ${parsed.images.length} images; at most ${maxImages} are accepted`,
+        'image_data',
+      );
+    }
     checkQueue();
+    await loadImages(parsed.request, parsed.images, 'image_data');
     return respond(reply, parsed.request, parsed.stream, nativeStream, nativeResponse);
   });
 

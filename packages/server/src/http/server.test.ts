@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Engine } from '@switchyard/core';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_MODEL } from '../cli.js';
+import { DEMO_MODEL, DEMO_VISION_MODEL } from '../cli.js';
 import { createEngine } from '../create-engine.js';
 import { buildServer, type Server, type ServerOptions } from './app.js';
 
@@ -287,6 +289,49 @@ describe('a failure in the middle of a stream', () => {
         body: JSON.stringify({ prompt: 'hi', max_tokens: 2 }),
       });
       expect(ok.status).toBe(200);
+    } finally {
+      await server.drain(1000);
+    }
+  });
+});
+
+describe('images through the official client (vision demo model)', () => {
+  it('answers about a picture sent as a data URL, and refuses file and loopback URLs', async () => {
+    const engine = await createEngine({ model: DEMO_VISION_MODEL });
+    const { server, url } = await start({}, engine);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    try {
+      const png = readFileSync(join(DEMO_VISION_MODEL, 'examples', 'scene5.png')).toString('base64');
+      const r = await client.chat.completions.create({
+        model: 'switchyard-demo-vision',
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'image_url', image_url: { url: `data:image/png;base64,${png}` } },
+              { type: 'text', text: 'Which shape is orange?' },
+            ],
+          },
+        ],
+        max_tokens: 24,
+      });
+      expect(r.choices[0].message.content?.trim()).toBe('The orange shape is a triangle.');
+      for (const bad of ['file:///etc/passwd', 'http://127.0.0.1:1/x.png', 'data:image/png;base64,###']) {
+        await expect(
+          client.chat.completions.create({
+            model: 'switchyard-demo-vision',
+            messages: [
+              {
+                role: 'user',
+                content: [
+                  { type: 'image_url', image_url: { url: bad } },
+                  { type: 'text', text: 'x' },
+                ],
+              },
+            ],
+          }),
+        ).rejects.toMatchObject({ status: 400 });
+      }
     } finally {
       await server.drain(1000);
     }
