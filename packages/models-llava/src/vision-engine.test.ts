@@ -146,3 +146,31 @@ function pngOf1x1(): Uint8Array {
     ),
   );
 }
+
+describe('several images in one prompt', () => {
+  it('expands each placeholder and answers', async () => {
+    const c = createContainer();
+    for (const r of [register, registerContinuous, registerPaged]) r(c);
+    const engine = await Engine.create({ model: DEMO }, c);
+    try {
+      const [r] = await engine.generate([
+        {
+          messages: [
+            {
+              role: 'user',
+              content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text: 'Describe the image.' }],
+            },
+          ],
+          images: [picture(1), picture(2)],
+          sampling: { maxTokens: 8 },
+        },
+      ]);
+      const token = engine.spec.multimodal!.placeholderTokenId;
+      expect(r.promptTokenIds.filter((t) => t === token)).toHaveLength(128);
+      expect(engine.imageCache.misses).toBe(2);
+      expect(r.outputs[0].tokenIds.length).toBeGreaterThan(0);
+    } finally {
+      await engine.close();
+    }
+  });
+});

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture, fixtureTitle } from '@switchyard/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEMO_MODEL } from './cli.js';
+import { DEMO_MODEL, DEMO_VISION_MODEL } from './cli.js';
 
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin.js');
 const run = (...args: string[]) =>
@@ -45,6 +45,28 @@ describe('switchyard generate', () => {
     expect(out.token_ids).toEqual(c.generated_ids);
     expect(out.text).toBe(c.generated_text);
     expect(out.finish_reason).toBe('stop');
+  });
+
+  it('answers about pictures like transformers with the embedded vision demo (--image)', () => {
+    const ref = JSON.parse(readFileSync(join(DEMO_VISION_MODEL, 'demo_reference.json'), 'utf8'));
+    for (const c of ref.chat.slice(0, 3)) {
+      const messages = join(tmp, 'vision.json');
+      writeFileSync(messages, JSON.stringify(c.messages));
+      const r = run(
+        'generate',
+        '--model',
+        DEMO_VISION_MODEL,
+        '--messages',
+        messages,
+        '--image',
+        join(DEMO_VISION_MODEL, c.image),
+        '--max-tokens',
+        '24',
+        '--json',
+      );
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout).token_ids).toEqual(c.generated_ids);
+    }
   });
 
   it('prints nothing but one JSON object with the contract fields', () => {
