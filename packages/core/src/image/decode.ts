@@ -4,7 +4,7 @@ import { invalidParam, type SwitchyardError } from '../errors.js';
 import type { RgbImage } from './types.js';
 
 /** Default cap on width × height, read from the header before any pixel is decoded: 64 MP. */
-export const DEFAULT_MAX_PIXELS = 64 * 1024 * 1024;
+export const DEFAULT_MAX_PIXELS = 64_000_000;
 
 /**
  * The smallest side accepted, in pixels: one patch of the usual ViT-L/14 and InternViT towers.
@@ -35,11 +35,11 @@ export interface DecodeOptions {
 const bad = (message: string): SwitchyardError => invalidParam('image', message);
 
 function detail(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim();
+  return (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim().replace(/[:.]$/, '');
 }
 
 function megapixels(n: number): string {
-  return `${(n / 1e6).toFixed(1)} MP`;
+  return n >= 100_000 ? `${Number((n / 1e6).toFixed(1))} MP` : `${n} pixels`;
 }
 
 /**
@@ -69,13 +69,20 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): 
     if (/unsupported image format/i.test(msg)) {
       throw bad(`the data is not an image in a supported format (${ACCEPTED}); convert it to PNG or JPEG`);
     }
-    throw bad(`the image header could not be read (${msg}); the file is corrupt — re-export it as PNG or JPEG`);
+    throw bad(
+      `the image header could not be read (${msg}); the file is corrupt — re-export it as PNG or JPEG`,
+    );
   }
 
   const name = FORMATS[meta.format];
-  if (!name) {
-    const what = meta.format === 'svg' || meta.format === 'pdf' ? `${meta.format.toUpperCase()} (vector)` : meta.format;
-    throw bad(`${what} images are not accepted; convert it to a raster format (${ACCEPTED})`);
+  if (!name || (meta.format === 'heif' && meta.compression !== 'av1')) {
+    const what =
+      meta.format === 'svg' || meta.format === 'pdf'
+        ? `${meta.format.toUpperCase()} (vector)`
+        : meta.format === 'heif'
+          ? 'HEIC'
+          : meta.format.toUpperCase();
+    throw bad(`${what} images are not accepted; convert the image to ${ACCEPTED}`);
   }
   const { width, height } = meta;
   if (!(width > 0 && height > 0)) {
@@ -83,7 +90,7 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): 
   }
   if (width * height > maxPixels) {
     throw bad(
-      `the ${name} is ${width}×${height} (${megapixels(width * height)}), over the ${megapixels(maxPixels)} limit; ` +
+      `the ${name} is ${width}×${height} (${megapixels(width * height)}), over the limit of ${megapixels(maxPixels)}; ` +
         'downscale it before sending',
     );
   }
@@ -93,29 +100,51 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): 
     );
   }
 
+  // CMYK: take the decoded ink values as they are and convert them the way Pillow's
+  // convert('RGB') does (no colour management); libvips would go through an ICC profile.
+  const cmyk = meta.space === 'cmyk';
   let raw: { data: Buffer; info: OutputInfo };
   try {
-    raw = await sharp(input, {
+    let pipeline = sharp(input, {
       failOn: 'error', // truncated or corrupt pixel data aborts; benign warnings (extra bytes) do not
       limitInputPixels: maxPixels,
       autoOrient: true,
       ignoreIcc: true,
       pages: 1,
-    })
-      .removeAlpha()
-      .toColourspace('srgb')
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    });
+    pipeline = cmyk
+      ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk')
+      : pipeline.removeAlpha().toColourspace('srgb');
+    raw = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
     const msg = detail(e);
-    const truncated = /premature end|truncat|read error|not enough|unexpected end|EOF/i.test(msg);
-    throw bad(
-      `the ${name} data is ${truncated ? 'truncated' : 'corrupt'} (${msg}); ` +
-        're-upload the complete file or re-export it',
-    );
+    const what = /premature end|truncat|unexpected end|not enough/i.test(msg)
+      ? 'truncated'
+      : 'corrupt or truncated';
+    throw bad(`the ${name} data is ${what} (${msg}); re-upload the complete file or re-export it`);
   }
   const { info } = raw;
-  return { width: info.width, height: info.height, data: toRgb(raw.data, info.width * info.height, info.channels) };
+  const pixels = info.width * info.height;
+  const data =
+    cmyk && info.channels >= 4
+      ? cmykToRgb(raw.data, pixels, info.channels)
+      : toRgb(raw.data, pixels, info.channels);
+  return { width: info.width, height: info.height, data };
+}
+
+/** Pillow's `cmyk2rgb`: each channel is (255 - ink) scaled by (255 - K), with its rounding. */
+function cmykToRgb(src: Buffer, pixels: number, channels: number): Uint8Array {
+  const out = new Uint8Array(pixels * 3);
+  const mulDiv255 = (a: number, b: number) => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let i = 0; i < pixels; i++) {
+    const p = i * channels;
+    const nk = 255 - src[p + 3];
+    for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.max(0, Math.min(255, nk - mulDiv255(src[p + c], nk)));
+  }
+  return out;
 }
 
 /** Whatever band count libvips hands back, as RGB: gray is replicated, a trailing alpha dropped. */

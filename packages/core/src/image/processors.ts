@@ -15,9 +15,10 @@ export type ImageProcessorConfig = Record<string, unknown>;
 
 export interface ProcessOptions {
   /**
-   * Resampling arithmetic: `'torch'` (default) matches transformers 5.x, whose image processors
-   * run on the torchvision backend; `'pil'` matches the `*ImageProcessorPil` classes and
-   * transformers 4.x. See {@link ResampleKernel}.
+   * Which transformers backend to reproduce bit for bit — its resampling fixed point and its
+   * rescale/normalize float arithmetic. `'torch'` (default): transformers 5.x, whose image
+   * processors run on torchvision (what the parity fixtures were made with). `'pil'`: the
+   * `*ImageProcessorPil` classes and transformers 4.x. See {@link ResampleKernel}.
    */
   kernel?: ResampleKernel;
 }
@@ -39,8 +40,10 @@ interface SizeSpec {
 /** transformers' `get_size_dict`: an int, [h, w], or a dict of height/width/shortest_edge/longest_edge. */
 function sizeSpec(value: unknown, defaultToSquare: boolean, name: string): SizeSpec | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value === 'number') return defaultToSquare ? { height: value, width: value } : { shortestEdge: value };
-  if (Array.isArray(value) && value.length === 2) return { height: Number(value[0]), width: Number(value[1]) };
+  if (typeof value === 'number')
+    return defaultToSquare ? { height: value, width: value } : { shortestEdge: value };
+  if (Array.isArray(value) && value.length === 2)
+    return { height: Number(value[0]), width: Number(value[1]) };
   if (typeof value === 'object') {
     const o = value as Record<string, unknown>;
     const num = (k: string) => (typeof o[k] === 'number' ? (o[k] as number) : undefined);
@@ -75,7 +78,9 @@ function common(config: ImageProcessorConfig, opts: ProcessOptions): Common {
   };
   const resample = config.resample ?? 3;
   if (resample !== 2 && resample !== 3) {
-    throw configError(`resample ${JSON.stringify(resample)} is not supported (2 = bilinear and 3 = bicubic are)`);
+    throw configError(
+      `resample ${JSON.stringify(resample)} is not supported (2 = bilinear and 3 = bicubic are)`,
+    );
   }
   return {
     doResize: bool('do_resize', true),
@@ -93,7 +98,7 @@ function common(config: ImageProcessorConfig, opts: ProcessOptions): Common {
 function pixels(img: RgbImage, c: Common, out: Float32Array, offset: number): void {
   const mean = c.doNormalize ? c.mean : [0, 0, 0];
   const std = c.doNormalize ? c.std : [1, 1, 1];
-  toPixelValues(img, mean, std, c.doRescale ? c.rescale : 1, out, offset);
+  toPixelValues(img, mean, std, c.doRescale ? c.rescale : 1, out, offset, c.kernel);
 }
 
 /**
@@ -127,14 +132,21 @@ function resizeTarget(height: number, width: number, size: SizeSpec): [number, n
     }
     if ((height <= width && height === short) || (width <= height && width === short)) return [height, width];
     const s = raw ?? short;
-    return width < height ? [Math.trunc((s * height) / width), short] : [short, Math.trunc((s * width) / height)];
+    return width < height
+      ? [Math.trunc((s * height) / width), short]
+      : [short, Math.trunc((s * width) / height)];
   }
   if (size.shortestEdge) return shortestEdgeSize(height, width, size.shortestEdge);
   return [size.height!, size.width!];
 }
 
 /** Resize (optionally straight into the centre-crop window), then centre crop: CLIP's geometry. */
-function resizeAndCrop(img: RgbImage, size: SizeSpec | undefined, crop: SizeSpec | undefined, c: Common): RgbImage {
+function resizeAndCrop(
+  img: RgbImage,
+  size: SizeSpec | undefined,
+  crop: SizeSpec | undefined,
+  c: Common,
+): RgbImage {
   let cur = img;
   if (c.doResize && size) {
     const [h, w] = resizeTarget(cur.height, cur.width, size);
@@ -157,7 +169,11 @@ function resizeAndCrop(img: RgbImage, size: SizeSpec | undefined, crop: SizeSpec
  * transformers computes it) or to `size.height`×`size.width`, centre crop to `crop_size`,
  * rescale, normalize. Returns `[1, 3, H, W]`.
  */
-export function clipProcess(img: RgbImage, config: ImageProcessorConfig, opts: ProcessOptions = {}): ProcessorOutput {
+export function clipProcess(
+  img: RgbImage,
+  config: ImageProcessorConfig,
+  opts: ProcessOptions = {},
+): ProcessorOutput {
   const c = common(config, opts);
   const size = sizeSpec(config.size ?? { shortest_edge: 224 }, false, 'size');
   const doCrop = config.do_center_crop !== false;
@@ -165,7 +181,12 @@ export function clipProcess(img: RgbImage, config: ImageProcessorConfig, opts: P
   const out = resizeAndCrop(img, size, crop, c);
   const pixelValues = new Float32Array(3 * out.width * out.height);
   pixels(out, c, pixelValues, 0);
-  return { pixelValues, shape: [1, 3, out.height, out.width], imageSize: [img.height, img.width], numTiles: 1 };
+  return {
+    pixelValues,
+    shape: [1, 3, out.height, out.width],
+    imageSize: [img.height, img.width],
+    numTiles: 1,
+  };
 }
 
 /**
@@ -246,20 +267,25 @@ export function llavaNextProcess(
   const tiles: RgbImage[] = [resizeImage(img, base[1], base[0], { filter: c.filter, kernel: c.kernel })];
   for (let y = 0; y < padded.height; y += patch) {
     for (let x = 0; x < padded.width; x += patch) {
-      tiles.push(cropImage(padded, x, y, Math.min(patch, padded.width - x), Math.min(patch, padded.height - y)));
+      tiles.push(
+        cropImage(padded, x, y, Math.min(patch, padded.width - x), Math.min(patch, padded.height - y)),
+      );
     }
   }
 
   const size = sizeSpec(config.size ?? { shortest_edge: 224 }, false, 'size');
-  const crop = config.do_center_crop === false ? undefined : sizeSpec(config.crop_size ?? 224, true, 'crop_size');
+  const crop =
+    config.do_center_crop === false ? undefined : sizeSpec(config.crop_size ?? 224, true, 'crop_size');
   const done = tiles.map((t) => resizeAndCrop(t, size, crop, c));
   const { width: W, height: H } = done[0];
   if (done.some((t) => t.width !== W || t.height !== H)) {
-    throw configError(`the grid tiles do not all come out ${H}×${W}; check crop_size against image_grid_pinpoints`);
+    throw configError(
+      `the grid tiles do not all come out ${H}×${W}; check crop_size against image_grid_pinpoints`,
+    );
   }
   const plane = 3 * W * H;
   const pixelValues = new Float32Array(done.length * plane);
-  done.forEach((t, i) => pixels(t, c, pixelValues, i * plane));
+  for (let i = 0; i < done.length; i++) pixels(done[i], c, pixelValues, i * plane);
   return {
     pixelValues,
     shape: [1, done.length, 3, H, W],
@@ -295,7 +321,8 @@ export function llavaNextNumImageTokens(
   const patchSize = Number(config.patch_size ?? image.patch_size ?? visionConfig.patch_size);
   if (!(patchSize > 0)) throw configError('no patch_size in the processor or vision config');
   const extra = Number(config.num_additional_image_tokens ?? image.num_additional_image_tokens ?? 1);
-  const strategy = config.vision_feature_select_strategy ?? visionConfig.vision_feature_select_strategy ?? 'default';
+  const strategy =
+    config.vision_feature_select_strategy ?? visionConfig.vision_feature_select_strategy ?? 'default';
 
   const [bh, bw] = selectBestResolution(origHeight, origWidth, pinpoints);
   const scaleH = Math.floor(bh / height);
@@ -376,7 +403,8 @@ export function internvlProcess(
     const [cols, rows] = optimalTiledCanvas(img.height, img.width, th, tw, minPatches, maxPatches);
     const grid = resize(tw * cols, th * rows);
     tiles = [];
-    for (let i = 0; i < cols * rows; i++) tiles.push(cropImage(grid, (i % cols) * tw, Math.floor(i / cols) * th, tw, th));
+    for (let i = 0; i < cols * rows; i++)
+      tiles.push(cropImage(grid, (i % cols) * tw, Math.floor(i / cols) * th, tw, th));
     if (tiles.length !== 1) tiles.push(resize(tw, th));
   } else {
     tiles = [c.doResize ? resize(tw, th) : img];
@@ -384,6 +412,11 @@ export function internvlProcess(
   const { width: W, height: H } = tiles[0];
   const plane = 3 * W * H;
   const pixelValues = new Float32Array(tiles.length * plane);
-  tiles.forEach((t, i) => pixels(t, c, pixelValues, i * plane));
-  return { pixelValues, shape: [tiles.length, 3, H, W], imageSize: [img.height, img.width], numTiles: tiles.length };
+  for (let i = 0; i < tiles.length; i++) pixels(tiles[i], c, pixelValues, i * plane);
+  return {
+    pixelValues,
+    shape: [tiles.length, 3, H, W],
+    imageSize: [img.height, img.width],
+    numTiles: tiles.length,
+  };
 }

@@ -1,13 +1,13 @@
 import type { RgbImage } from './types.js';
 
 /**
- * Which fixed-point flavour of the antialiased bicubic filter to reproduce.
+ * Which fixed-point flavour of the antialiased filters (bicubic, bilinear) to reproduce.
  *
- * - `'pil'`: Pillow's `Image.resize(BICUBIC)` (libImaging/Resample.c): coefficients rounded to
- *   22 fractional bits.
- * - `'torch'`: torchvision's `resize(uint8 tensor, BICUBIC, antialias=True)` on the CPU (ATen's
- *   `_upsample_bicubic2d_aa` uint8 kernel, itself a port of Pillow's): the same double-precision
- *   weights, but rounded to int16 with a precision chosen from the largest weight of each pass.
+ * - `'pil'`: Pillow's `Image.resize` (libImaging/Resample.c): coefficients rounded to 22
+ *   fractional bits.
+ * - `'torch'`: torchvision's `resize(uint8 tensor, antialias=True)` on the CPU (ATen's uint8
+ *   `_upsample_*_aa` kernels, themselves a port of Pillow's): the same double-precision weights,
+ *   but rounded to int16 with a precision chosen from the largest weight of each pass.
  *
  * Both filter horizontally first, then vertically, through a rounded and clipped uint8
  * intermediate, so they differ by at most one level on a few pixels. Transformers 5.x image
@@ -60,10 +60,15 @@ interface Coeffs {
  * `precompute_coeffs` + `normalize_coeffs_8bpc`, or ATen's `_compute_indices_int16_weights_aa`).
  * When downscaling, the filter is stretched by the scale factor (antialiasing).
  */
-function coefficients(inSize: number, outSize: number, filter: ResampleFilter, kernel: ResampleKernel): Coeffs {
+function coefficients(
+  inSize: number,
+  outSize: number,
+  filter: ResampleFilter,
+  kernel: ResampleKernel,
+): Coeffs {
   const fn = filter === 'bilinear' ? triangle : kernel === 'pil' ? cubicPil : cubicTorch;
   const scale = inSize / outSize;
-  const filterScale = scale < 1 ? 1 : scale;
+  const filterScale = Math.max(scale, 1);
   const support = (filter === 'bilinear' ? 1 : 2) * filterScale;
   const ksize = Math.ceil(support) * 2 + 1;
   const weights = new Float64Array(outSize * ksize);
@@ -104,59 +109,66 @@ function coefficients(inSize: number, outSize: number, filter: ResampleFilter, k
   return { k, ksize, min, size, precision };
 }
 
-/** Fixed-point sum → uint8: shift out the fraction (the half was added up front) and clip. */
-function clip8(acc: number, precision: number): number {
-  const v = Math.floor(acc / 2 ** precision);
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
+/*
+ * The fixed-point sums stay inside int32 (|sum| ≤ 255 × Σ|k| + half < 2^31 for ≤ 22 fractional
+ * bits), so `>>` is the arithmetic shift the C code does, and it floors negative sums the same way.
+ */
 
 /** Output columns `x0 … x0 + outW - 1` of the horizontal pass, for source rows `y0 … y0 + rows - 1`. */
 function horizontal(src: RgbImage, c: Coeffs, x0: number, outW: number, y0: number, rows: number): RgbImage {
-  const out = new Uint8Array(outW * rows * 3);
-  const half = 2 ** (c.precision - 1);
+  // A clamped array clips each stored sum to 0…255, as the C code's clip does.
+  const out = new Uint8ClampedArray(outW * rows * 3);
+  const { k, ksize, min, size, precision } = c;
+  const half = 1 << (precision - 1);
   const data = src.data;
+  const rowBytes = src.width * 3;
+  let o = 0;
   for (let y = 0; y < rows; y++) {
-    const row = (y0 + y) * src.width * 3;
-    for (let xx = 0; xx < outW; xx++) {
-      const kb = (x0 + xx) * c.ksize;
-      const xmin = c.min[x0 + xx];
-      const n = c.size[x0 + xx];
+    const row = (y0 + y) * rowBytes;
+    for (let xx = x0; xx < x0 + outW; xx++) {
+      const kb = xx * ksize;
+      const n = size[xx];
+      let p = row + min[xx] * 3;
       let r = half;
       let g = half;
       let b = half;
-      for (let x = 0; x < n; x++) {
-        const w = c.k[kb + x];
-        const p = row + (xmin + x) * 3;
+      for (let x = 0; x < n; x++, p += 3) {
+        const w = k[kb + x];
         r += data[p] * w;
         g += data[p + 1] * w;
         b += data[p + 2] * w;
       }
-      const o = (y * outW + xx) * 3;
-      out[o] = clip8(r, c.precision);
-      out[o + 1] = clip8(g, c.precision);
-      out[o + 2] = clip8(b, c.precision);
+      out[o++] = r >> precision;
+      out[o++] = g >> precision;
+      out[o++] = b >> precision;
     }
   }
-  return { width: outW, height: rows, data: out };
+  return { width: outW, height: rows, data: new Uint8Array(out.buffer) };
 }
 
 /** Output rows `y0 … y0 + outH - 1` of the vertical pass; `src` starts at source row `srcY0`. */
 function vertical(src: RgbImage, c: Coeffs, y0: number, outH: number, srcY0: number): RgbImage {
   const stride = src.width * 3;
-  const out = new Uint8Array(stride * outH);
-  const half = 2 ** (c.precision - 1);
+  const out = new Uint8ClampedArray(stride * outH);
+  const { k, ksize, min, size, precision } = c;
+  const half = 1 << (precision - 1);
   const data = src.data;
+  const acc = new Int32Array(stride);
   for (let yy = 0; yy < outH; yy++) {
-    const kb = (y0 + yy) * c.ksize;
-    const ymin = c.min[y0 + yy] - srcY0;
-    const n = c.size[y0 + yy];
-    for (let i = 0; i < stride; i++) {
-      let acc = half;
-      for (let y = 0; y < n; y++) acc += data[(ymin + y) * stride + i] * c.k[kb + y];
-      out[yy * stride + i] = clip8(acc, c.precision);
+    const kb = (y0 + yy) * ksize;
+    const ymin = min[y0 + yy] - srcY0;
+    const n = size[y0 + yy];
+    acc.fill(half);
+    // Row by row, so the source is read in order; integer sums make the order irrelevant.
+    for (let y = 0; y < n; y++) {
+      const w = k[kb + y];
+      const row = (ymin + y) * stride;
+      for (let i = 0; i < stride; i++) acc[i] += data[row + i] * w;
     }
+    const base = yy * stride;
+    for (let i = 0; i < stride; i++) out[base + i] = acc[i] >> precision;
   }
-  return { width: src.width, height: outH, data: out };
+  return { width: src.width, height: outH, data: new Uint8Array(out.buffer) };
 }
 
 export interface ResizeOptions {
@@ -178,7 +190,12 @@ export interface ResizeOptions {
  * bit-identical to Pillow's. `kernel: 'torch'` gives torchvision's uint8 antialiased resize
  * instead; `window` computes only part of the result.
  */
-export function resizeImage(img: RgbImage, width: number, height: number, opts: ResizeOptions = {}): RgbImage {
+export function resizeImage(
+  img: RgbImage,
+  width: number,
+  height: number,
+  opts: ResizeOptions = {},
+): RgbImage {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new RangeError(`resize: the target size must be positive integers, got ${width}×${height}`);
   }
@@ -186,7 +203,9 @@ export function resizeImage(img: RgbImage, width: number, height: number, opts: 
   const kernel = opts.kernel ?? 'pil';
   const win = opts.window ?? { left: 0, top: 0, width, height };
   if (win.left < 0 || win.top < 0 || win.left + win.width > width || win.top + win.height > height) {
-    throw new RangeError(`resize: window ${win.width}×${win.height}+${win.left}+${win.top} is outside ${width}×${height}`);
+    throw new RangeError(
+      `resize: window ${win.width}×${win.height}+${win.left}+${win.top} is outside ${width}×${height}`,
+    );
   }
   let cur = img;
   let srcY0 = 0;
@@ -212,14 +231,21 @@ export function resizeImage(img: RgbImage, width: number, height: number, opts: 
 }
 
 /** Pillow's `Image.resize((width, height), Image.BICUBIC)` on an RGB image, bit for bit. */
-export function resizeBicubic(img: RgbImage, width: number, height: number, kernel: ResampleKernel = 'pil'): RgbImage {
+export function resizeBicubic(
+  img: RgbImage,
+  width: number,
+  height: number,
+  kernel: ResampleKernel = 'pil',
+): RgbImage {
   return resizeImage(img, width, height, { kernel });
 }
 
 /** The `height`×`width` window whose top-left corner is (`left`, `top`); it must lie inside the image. */
 export function cropImage(img: RgbImage, left: number, top: number, width: number, height: number): RgbImage {
   if (left < 0 || top < 0 || left + width > img.width || top + height > img.height) {
-    throw new RangeError(`cropImage: ${width}×${height}+${left}+${top} is outside the ${img.width}×${img.height} image`);
+    throw new RangeError(
+      `cropImage: ${width}×${height}+${left}+${top} is outside the ${img.width}×${img.height} image`,
+    );
   }
   const out = new Uint8Array(width * height * 3);
   for (let y = 0; y < height; y++) {
@@ -276,9 +302,16 @@ export function centerCrop(img: RgbImage, width: number, height: number): RgbIma
 }
 
 /**
- * uint8 HWC → float32 CHW: `(x * rescale - mean) / std` per channel, computed in float32 the way
- * transformers' torchvision backend fuses it (`(x - mean/rescale) / (std/rescale)`); pass
- * `rescale = 1` and mean 0 / std 1 to get raw values. Writes into `out` at `offset` when given.
+ * Float arithmetic of the rescale + normalize step. `'torch'`: transformers' torchvision backend
+ * fuses the two, `(x - mean/rescale) / (std/rescale)` in float32. `'pil'`: its NumPy backend
+ * rescales in float64, casts to float32, then normalizes in float32. They differ by an ulp.
+ */
+export type NormalizeArithmetic = 'torch' | 'pil';
+
+/**
+ * uint8 HWC → float32 CHW: `(x * rescale - mean) / std` per channel (pass mean 0 and std 1 to
+ * skip normalizing, `rescale = 1` to skip rescaling), in the float32 arithmetic of transformers'
+ * torchvision backend by default. Writes into `out` at `offset` when given.
  */
 export function toPixelValues(
   img: RgbImage,
@@ -287,16 +320,23 @@ export function toPixelValues(
   rescale: number,
   out?: Float32Array,
   offset = 0,
+  arithmetic: NormalizeArithmetic = 'torch',
 ): Float32Array {
   const plane = img.width * img.height;
   const dst = out ?? new Float32Array(plane * 3);
   const f = Math.fround;
   const inv = 1 / rescale;
   for (let c = 0; c < 3; c++) {
-    const m = f(f(mean[c] ?? mean[0]) * inv);
-    const s = f(f(std[c] ?? std[0]) * inv);
     const base = offset + c * plane;
-    for (let i = 0; i < plane; i++) dst[base + i] = f(f(img.data[i * 3 + c] - m) / s);
+    const m32 = f(mean[c] ?? mean[0]);
+    const s32 = f(std[c] ?? std[0]);
+    if (arithmetic === 'pil') {
+      for (let i = 0; i < plane; i++) dst[base + i] = f(f(f(img.data[i * 3 + c] * rescale) - m32) / s32);
+    } else {
+      const m = f(m32 * inv);
+      const s = f(s32 * inv);
+      for (let i = 0; i < plane; i++) dst[base + i] = f(f(img.data[i * 3 + c] - m) / s);
+    }
   }
   return dst;
 }
