@@ -121,7 +121,7 @@ describe('the engine with images', () => {
     [
       'an unsupported format',
       new Uint8Array(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"/>')),
-      /format|not an image/,
+      /SVG|format|not an image/,
     ],
   ])('refuses %s with a clear error while other requests run', async (_what, bytes, message) => {
     const other = engine.generate([ask('Which shape is orange?', picture(5), 12)]);
