@@ -18,6 +18,7 @@ export * from './models/llama-family.js';
 export * from './models/vlm.js';
 export * from './onnx/vision-graph.js';
 export { CpuExecutor, type CpuExecutorOptions } from './ort/cpu-executor.js';
+export * from './ort/session.js';
 export * from './ort/vision-encoder.js';
 export * from './prefix-keys.js';
 export * from './registry.js';

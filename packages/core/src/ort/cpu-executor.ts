@@ -1,11 +1,10 @@
-import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { SwitchyardError } from '../errors.js';
 import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import type { DecoderSpec } from '../model.js';
 import { DecoderIO } from '../onnx/decoder-graph.js';
-import { type CachedGraph, decoderGraph } from './graph-cache.js';
+import { decoderGraph } from './graph-cache.js';
+import { openCpuSession } from './session.js';
 
 const MASKED = -1e9;
 
@@ -48,21 +47,12 @@ export class CpuExecutor implements Executor {
     spec: DecoderSpec,
     options: CpuExecutorOptions,
   ): Promise<CpuExecutor> {
-    const graph = decoderGraph(ckpt, spec, 'cpu');
-    let session: ort.InferenceSession;
-    try {
-      session = await createSession(graph, {
-        executionProviders: ['cpu'],
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        ...(options.numThreads ? { intraOpNumThreads: options.numThreads } : {}),
-      });
-    } catch (e) {
-      throw new SwitchyardError(
-        `ONNX Runtime could not load the decoder graph built for ${ckpt.dir}: ${(e as Error).message}`,
-        'model_load',
-      );
-    }
+    const session = await openCpuSession(
+      decoderGraph(ckpt, spec, 'cpu'),
+      'decoder',
+      ckpt.dir,
+      options.numThreads,
+    );
     return new CpuExecutor(session, spec, options);
   }
 
@@ -172,19 +162,6 @@ export class CpuExecutor implements Executor {
   async dispose(): Promise<void> {
     await this.session.release();
   }
-}
-
-/** Opens a cached graph, from memory when its weights lie in the checkpoint folder. */
-export async function createSession(
-  graph: CachedGraph,
-  options: ort.InferenceSession.SessionOptions,
-): Promise<ort.InferenceSession> {
-  if (!graph.externalDataFolder) return ort.InferenceSession.create(graph.path, options);
-  const bytes = new Uint8Array(readFileSync(graph.path));
-  return ort.InferenceSession.create(bytes, {
-    ...options,
-    extra: { session: { model_external_initializers_file_folder_path: graph.externalDataFolder } },
-  });
 }
 
 interface Member {

@@ -10,8 +10,8 @@ import {
   internVisionSpec,
   VisionIO,
 } from '../onnx/vision-graph.js';
-import { createSession } from './cpu-executor.js';
 import { type CachedGraph, cachedGraph } from './graph-cache.js';
+import { openCpuSession } from './session.js';
 
 /** Bump when the vision graphs change, so cached ones are rebuilt. */
 const VISION_GRAPH_VERSION = 1;
@@ -70,20 +70,7 @@ export class VisionEncoder {
         'model_load',
       );
     }
-    let session: ort.InferenceSession;
-    try {
-      session = await createSession(graph, {
-        executionProviders: ['cpu'],
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        ...(options.numThreads ? { intraOpNumThreads: options.numThreads } : {}),
-      });
-    } catch (e) {
-      throw new SwitchyardError(
-        `ONNX Runtime could not load the vision graph built for ${ckpt.dir}: ${(e as Error).message}`,
-        'model_load',
-      );
-    }
+    const session = await openCpuSession(graph, 'vision', ckpt.dir, options.numThreads);
     return new VisionEncoder(session, kind, spec);
   }
 
