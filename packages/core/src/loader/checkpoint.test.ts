@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { fixture, fixtureTitle } from '../testing/fixtures.js';
 import { Checkpoint, readRope } from './checkpoint.js';
 import {
+  float32ToFloat16,
   floatToHalf,
   halfToFloat,
   indexSafetensors,
@@ -174,3 +175,29 @@ function copyDir(from: string | null, to: string): void {
   mkdirSync(to, { recursive: true });
   if (from) for (const f of readdirSync(from)) copyFileSync(join(from, f), join(to, f));
 }
+
+describe('float32ToFloat16', () => {
+  it('agrees with floatToHalf on normals, subnormals, rounding ties and specials', () => {
+    const values = [
+      0,
+      -0,
+      1,
+      -1,
+      0.1,
+      65504,
+      65520,
+      1e-5,
+      6e-8,
+      3e-8,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      Infinity,
+      -Infinity,
+      1e9,
+    ];
+    const out = float32ToFloat16(Float32Array.from(values));
+    values.forEach((v, i) => {
+      expect(out[i]).toBe(floatToHalf(v));
+    });
+  });
+});

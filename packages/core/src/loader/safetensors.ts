@@ -182,3 +182,38 @@ export function floatToHalf(v: number): number {
   if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return half;
 }
+
+/** Float32 → IEEE half (round to nearest even) over a whole array, without per-element allocation. */
+export function float32ToFloat16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = ((x >>> 23) & 0xff) - 127 + 15;
+    let mant = x & 0x7fffff;
+    if (((x >>> 23) & 0xff) === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+    } else if (exp >= 31) {
+      out[i] = sign | 0x7c00;
+    } else if (exp <= 0) {
+      if (exp < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - exp;
+      let half = mant >>> shift;
+      const rem = mant & ((1 << shift) - 1);
+      const mid = 1 << (shift - 1);
+      if (rem > mid || (rem === mid && half & 1)) half++;
+      out[i] = sign | half;
+    } else {
+      let half = sign | (exp << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+      out[i] = half;
+    }
+  }
+  return out;
+}

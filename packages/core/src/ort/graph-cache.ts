@@ -13,7 +13,7 @@ import {
 import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Checkpoint } from '../loader/checkpoint.js';
-import { readTensorF32, type TensorEntry } from '../loader/safetensors.js';
+import { float32ToFloat16, readTensorF32, type TensorEntry } from '../loader/safetensors.js';
 import type { DecoderSpec } from '../model.js';
 import { buildDecoderGraph } from '../onnx/decoder-graph.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
@@ -42,17 +42,21 @@ export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): C
   return cachedGraph(ckpt, 'decoder', { spec, ep }, (g, w) => buildDecoderGraph(g, spec, w));
 }
 
+export type WeightDtype = 'float32' | 'float16';
+const SAFETENSORS_DTYPE: Record<WeightDtype, string> = { float32: 'F32', float16: 'F16' };
+
 /**
  * Returns a graph built from a checkpoint's weights, building it on a cache miss. `key` holds
  * everything the graph depends on besides the weights (spec, provider). When every weight is
- * already fp32 the graph references them in place inside the checkpoint's safetensors files (no
- * copy); otherwise all weights are converted once into `weights.bin` beside the graph.
+ * already in `dtype` the graph references them in place inside the checkpoint's safetensors files
+ * (no copy); otherwise all weights are converted once into `weights.bin` beside the graph.
  */
 export function cachedGraph(
   ckpt: Checkpoint,
   name: string,
   key: object,
   build: (g: GraphBuilder, w: (weight: string) => string) => void,
+  dtype: WeightDtype = 'float32',
 ): CachedGraph {
   const files = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
   const fingerprint = files.map((f) => {
@@ -60,19 +64,19 @@ export function cachedGraph(
     return `${f}:${st.size}:${st.mtimeMs}`;
   });
   const hash = createHash('sha256')
-    .update(JSON.stringify({ v: BUILDER_VERSION, name, key, dtype: 'float32', fingerprint }))
+    .update(JSON.stringify({ v: BUILDER_VERSION, name, key, dtype, fingerprint }))
     .digest('hex')
     .slice(0, 20);
   const dir = join(cacheRoot(), 'graphs', hash);
   const modelPath = join(dir, `${name}.onnx`);
-  const inPlace = [...ckpt.tensors.values()].every((t) => t.dtype === 'F32');
+  const inPlace = [...ckpt.tensors.values()].every((t) => t.dtype === SAFETENSORS_DTYPE[dtype]);
   const result: CachedGraph = { path: modelPath, externalDataFolder: inPlace ? ckpt.dir : undefined };
   if (existsSync(modelPath)) return result;
 
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(tmp, { recursive: true });
   try {
-    const converted = new ConvertedWeights(join(tmp, 'weights.bin'));
+    const converted = new ConvertedWeights(join(tmp, 'weights.bin'), dtype);
     const g = new GraphBuilder();
     const added = new Map<string, string>();
     build(g, (weight) => {
@@ -80,7 +84,7 @@ export function cachedGraph(
       if (id) return id;
       const entry = ckpt.tensor(weight);
       id = weight;
-      g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir) : converted.add(entry));
+      g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir, dtype) : converted.add(entry));
       added.set(weight, id);
       return id;
     });
@@ -100,30 +104,36 @@ export function cachedGraph(
   return result;
 }
 
-function inCheckpoint(entry: TensorEntry, dir: string): TensorDef {
+const ONNX_DTYPE = { float32: DataType.FLOAT, float16: DataType.FLOAT16 } as const;
+
+function inCheckpoint(entry: TensorEntry, dir: string, dtype: WeightDtype): TensorDef {
   return {
     name: entry.name,
-    dataType: DataType.FLOAT,
+    dataType: ONNX_DTYPE[dtype],
     dims: entry.shape,
     external: { location: relative(dir, entry.file), offset: entry.offset, length: entry.byteLength },
   };
 }
 
-/** fp16/bf16 weights converted to fp32, appended to one external-data file. */
+/** Weights converted to the graph's dtype, appended to one external-data file. */
 class ConvertedWeights {
   private fd?: number;
   private offset = 0;
 
-  constructor(private readonly path: string) {}
+  constructor(
+    private readonly path: string,
+    private readonly dtype: WeightDtype,
+  ) {}
 
   add(entry: TensorEntry): TensorDef {
     this.fd ??= openSync(this.path, 'w');
-    const data = readTensorF32(entry);
+    const f32 = readTensorF32(entry);
+    const data = this.dtype === 'float16' ? float32ToFloat16(f32) : f32;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     writeSync(this.fd, bytes, 0, bytes.length, this.offset);
     const def: TensorDef = {
       name: entry.name,
-      dataType: DataType.FLOAT,
+      dataType: ONNX_DTYPE[this.dtype],
       dims: entry.shape,
       external: { location: 'weights.bin', offset: this.offset, length: bytes.length },
     };
