@@ -32,5 +32,10 @@ export interface Executor {
   readonly pool: KvPoolShape;
   /** Logits of the sampled sequences, in batch order: [numSampled × vocabSize]. */
   run(batch: readonly StepSequence[]): Promise<Float32Array>;
+  /**
+   * Only the argmax token of each sampled sequence, when every one of them samples greedily:
+   * providers that can pick it on the device skip reading the logits back.
+   */
+  runGreedy?(batch: readonly StepSequence[]): Promise<Int32Array>;
   dispose(): Promise<void>;
 }

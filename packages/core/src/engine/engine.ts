@@ -8,6 +8,7 @@ import { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
 import { CpuExecutor } from '../ort/cpu-executor.js';
 import { VisionEncoder } from '../ort/vision-encoder.js';
+import { WebGpuExecutor } from '../ort/webgpu-executor.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
 import { Sampler } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
@@ -39,6 +40,10 @@ export interface EngineOptions {
   enablePrefixCaching?: boolean;
   enableChunkedPrefill?: boolean;
   numThreads?: number;
+  /** webgpu: pass the step's length bounds to PagedAttention in CPU memory (default true). */
+  attentionMetadata?: boolean;
+  /** webgpu: ORT's validationMode ('disabled' | 'wgpuOnly' | 'basic' | 'full'). */
+  validationMode?: string;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
   /** Run the KV manager's integrity check after every step (tests). */
@@ -98,7 +103,11 @@ interface RequestState {
   arrival: number;
 }
 
-const DEFAULT_KV_BYTES = 512 * 1024 * 1024;
+/** Default KV pool sizes: a modest share of host memory on CPU, a large pool on a GPU. */
+const DEFAULT_KV_BYTES = {
+  cpu: { bytes: 512 * 1024 * 1024, maxTokens: 32768 },
+  webgpu: { bytes: 16 * 1024 * 1024 * 1024, maxTokens: 262144 },
+};
 let nextRequestNum = 0;
 
 /**
@@ -131,17 +140,18 @@ export class Engine {
 
   static async create(options: EngineOptions, container: DependencyContainer): Promise<Engine> {
     const device = options.device ?? 'cpu';
-    const dtype = options.dtype ?? 'float32';
-    if (device !== 'cpu') {
+    const supported: Record<string, string[]> = { cpu: ['float32'], webgpu: ['float16'] };
+    if (!supported[device]) {
       throw new SwitchyardError(
-        `device '${device}' is not available in this build; available: cpu`,
+        `device '${device}' is not available; available: cpu, webgpu`,
         'invalid_request',
         'device',
       );
     }
-    if (dtype !== 'float32') {
+    const dtype = options.dtype ?? supported[device][0];
+    if (!supported[device].includes(dtype)) {
       throw new SwitchyardError(
-        `dtype '${dtype}' is not supported on the cpu device; use float32`,
+        `dtype '${dtype}' is not supported on the ${device} device; use ${supported[device].join(' or ')}`,
         'invalid_request',
         'dtype',
       );
@@ -155,8 +165,10 @@ export class Engine {
     const d = spec.decoder;
 
     const blockSize = options.blockSize ?? 16;
-    const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
-    const kvTokens = options.kvCacheTokens ?? Math.min(32768, Math.floor(DEFAULT_KV_BYTES / kvBytesPerToken));
+    const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * (dtype === 'float16' ? 2 : 4);
+    const budget = DEFAULT_KV_BYTES[device as keyof typeof DEFAULT_KV_BYTES];
+    const kvTokens =
+      options.kvCacheTokens ?? Math.min(budget.maxTokens, Math.floor(budget.bytes / kvBytesPerToken));
     const numBlocks = Math.max(1, Math.floor(kvTokens / blockSize));
     const maxModelLen = Math.min(
       options.maxModelLen ?? d.maxPositionEmbeddings,
@@ -173,11 +185,16 @@ export class Engine {
       );
     }
 
-    const executor = await CpuExecutor.create(checkpoint, d, {
-      numBlocks,
-      blockSize,
-      numThreads: options.numThreads,
-    });
+    const executor: Executor =
+      device === 'webgpu'
+        ? await WebGpuExecutor.create(checkpoint, d, {
+            numBlocks,
+            blockSize,
+            maxModelLen,
+            attentionMetadata: options.attentionMetadata,
+            validationMode: options.validationMode,
+          })
+        : await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
     const vision = spec.multimodal
       ? await VisionEncoder.create(checkpoint, spec.multimodal.encoder)
       : undefined;
@@ -517,9 +534,15 @@ export class Engine {
         mm: seq.mm,
       };
     });
-    let logits: Float32Array;
+    // Greedy rows need only their argmax; a provider that picks it on the device saves the read-back.
+    const greedy =
+      this.executor.runGreedy !== undefined &&
+      out.scheduled.every(({ seq }, i) => !batch[i].sample || Sampler.isPlainGreedy(seq.sampling));
+    let logits: Float32Array | undefined;
+    let tokens: Int32Array | undefined;
     try {
-      logits = await this.executor.run(batch);
+      if (greedy) tokens = await this.executor.runGreedy!(batch);
+      else logits = await this.executor.run(batch);
     } catch (e) {
       this.failBatch(out, e as Error);
       return;
@@ -530,12 +553,14 @@ export class Engine {
     let row = 0;
     out.scheduled.forEach(({ seq }, i) => {
       if (!batch[i].sample) return;
-      const rowLogits = logits.subarray(row * V, (row + 1) * V);
-      row++;
+      const r = row++;
       // A request aborted while the step ran is already finished; its row is dropped.
       if (seq.isFinished) return;
-      const { token, logprob } = this.sampler.sample(rowLogits, seq);
-      this.appendToken(seq, token, logprob);
+      if (tokens) this.appendToken(seq, tokens[r]);
+      else {
+        const { token, logprob } = this.sampler.sample(logits!.subarray(r * V, (r + 1) * V), seq);
+        this.appendToken(seq, token, logprob);
+      }
       touched.add(this.bySeq.get(seq)!);
     });
     const usage = this.kv.usage();

@@ -1,3 +1,4 @@
+import { float32ToFloat16 } from '../loader/safetensors.js';
 import {
   type AttrValue,
   DataType,
@@ -88,6 +89,13 @@ export class GraphBuilder {
 
   int32(values: number[], dims = [values.length]): string {
     return this.constant(DataType.INT32, values, dims, () => new Uint8Array(Int32Array.from(values).buffer));
+  }
+
+  /** An fp16 initializer (not shared by value: these are tables, not small constants). */
+  float16(values: Float32Array, dims: number[], name: string): string {
+    const half = float32ToFloat16(values);
+    this.initializers.push({ name, dataType: DataType.FLOAT16, dims, raw: new Uint8Array(half.buffer) });
+    return name;
   }
 
   float32(values: number[] | Float32Array, dims = [values.length]): string {

@@ -93,7 +93,8 @@ export type AttrValue =
   | number[]
   | { float: number }
   | { floats: number[] }
-  | { ints: number[] };
+  | { ints: number[] }
+  | { tensor: { dataType: DataTypeCode; dims: number[]; raw: Uint8Array } };
 
 export interface NodeDef {
   op: string;
@@ -140,6 +141,9 @@ function writeAttr(w: Writer, name: string, v: AttrValue): void {
   } else if (Array.isArray(v) || 'ints' in v) {
     for (const x of Array.isArray(v) ? v : v.ints) w.int(8, x);
     w.int(20, 7);
+  } else if ('tensor' in v) {
+    w.message(5, (tw) => writeTensor(tw, { name: '', ...v.tensor }));
+    w.int(20, 4);
   } else if ('floats' in v) {
     for (const x of v.floats) w.float(7, x);
     w.int(20, 6);

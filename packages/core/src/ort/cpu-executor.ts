@@ -4,6 +4,7 @@ import type { Checkpoint } from '../loader/checkpoint.js';
 import type { DecoderSpec } from '../model.js';
 import { DecoderIO } from '../onnx/decoder-graph.js';
 import { decoderGraph } from './graph-cache.js';
+import { gatherImageRows } from './image-rows.js';
 import { openCpuSession } from './session.js';
 
 const MASKED = -1e9;
@@ -105,7 +106,7 @@ export class CpuExecutor implements Executor {
       [DecoderIO.outIndex]: new ort.Tensor('int32', outIndex, [T]),
       [DecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
     };
-    if (this.spec.imageEmbeds) Object.assign(feeds, this.imageFeeds(batch, members, T));
+    if (this.spec.imageEmbeds) Object.assign(feeds, this.imageFeeds(batch, T));
     [decode, prefill].forEach((grp, i) => {
       feeds[DecoderIO.kvIndex(i)] = new ort.Tensor('int32', grp.kvIndex, [grp.kvIndex.length]);
       feeds[DecoderIO.qIndex(i)] = new ort.Tensor('int32', grp.qIndex, [grp.qIndex.length]);
@@ -131,30 +132,10 @@ export class CpuExecutor implements Executor {
   }
 
   /** `image_embeds` rows for the image positions among this step's tokens, and each token's row. */
-  private imageFeeds(
-    batch: readonly StepSequence[],
-    members: Member[],
-    T: number,
-  ): Record<string, ort.Tensor> {
-    const hidden = this.spec.hiddenSize;
-    const embedIndex = new Int32Array(T).fill(-1);
-    const rows: Float32Array[] = [];
-    batch.forEach((s, b) => {
-      for (const item of s.mm ?? []) {
-        const from = Math.max(item.offset, s.start);
-        const to = Math.min(item.offset + item.length, s.start + s.tokenIds.length);
-        if (from >= to) continue;
-        if (!item.embeddings) throw new Error(`image at position ${item.offset} has no embeddings`);
-        for (let pos = from; pos < to; pos++) {
-          embedIndex[members[b].token + pos - s.start] = rows.length;
-          rows.push(item.embeddings.subarray((pos - item.offset) * hidden, (pos - item.offset + 1) * hidden));
-        }
-      }
-    });
-    const data = new Float32Array(Math.max(1, rows.length) * hidden);
-    for (const [i, r] of rows.entries()) data.set(r, i * hidden);
+  private imageFeeds(batch: readonly StepSequence[], T: number): Record<string, ort.Tensor> {
+    const { data, numRows, embedIndex } = gatherImageRows(batch, this.spec.hiddenSize, T);
     return {
-      [DecoderIO.imageEmbeds]: new ort.Tensor('float32', data, [Math.max(1, rows.length), hidden]),
+      [DecoderIO.imageEmbeds]: new ort.Tensor('float32', data, [numRows, this.spec.hiddenSize]),
       [DecoderIO.embedIndex]: new ort.Tensor('int32', embedIndex, [T]),
     };
   }

@@ -87,6 +87,11 @@ function topN(x: Float32Array, n: number): { ids: number[]; vals: number[] } {
  * Scratch buffers are reused across calls; the caller's logits are never modified or retained.
  */
 export class Sampler {
+  /** True when the token is the plain argmax of the raw logits (no penalties, no logprobs). */
+  static isPlainGreedy(sp: SamplingParams): boolean {
+    return sp.temperature === 0 && !hasPenalties(sp) && sp.logprobs === undefined;
+  }
+
   private readonly rngs = new WeakMap<Sequence, Rng>();
   private readonly penalties = new WeakMap<Sequence, PenaltyState>();
   private buf = new Float32Array(0);

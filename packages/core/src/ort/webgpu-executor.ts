@@ -1,0 +1,163 @@
+import * as ort from 'onnxruntime-node';
+import { SwitchyardError } from '../errors.js';
+import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
+import type { Checkpoint } from '../loader/checkpoint.js';
+import { float32ToFloat16 } from '../loader/safetensors.js';
+import type { DecoderSpec } from '../model.js';
+import { GraphBuilder } from '../onnx/graph-builder.js';
+import { buildKvPoolGraph, buildPagedDecoderGraph, PagedDecoderIO } from '../onnx/paged-decoder-graph.js';
+import { encodeModel } from '../onnx/proto.js';
+import { cachedGraph } from './graph-cache.js';
+import { gatherImageRows } from './image-rows.js';
+import { createSession } from './session.js';
+
+export interface WebGpuExecutorOptions extends KvPoolShape {
+  /** Longest sequence the engine admits (sizes the rotary tables). */
+  maxModelLen: number;
+  /** Pass attention_metadata to PagedAttention (default true). */
+  attentionMetadata?: boolean;
+  /** ORT WebGPU validation mode: 'disabled' | 'wgpuOnly' | 'basic' | 'full' (default 'basic'). */
+  validationMode?: string;
+}
+
+/**
+ * The WebGPU execution provider in fp16. The KV pools are allocated once on the device (a small
+ * graph's outputs kept as gpu-buffer tensors) and fed to every step, where PagedAttention writes
+ * the new tokens' K/V into them in place; only the sampled rows' logits come back to the host.
+ */
+export class WebGpuExecutor implements Executor {
+  readonly device = 'webgpu';
+  readonly vocabSize: number;
+  readonly kvBytesPerToken: number;
+  readonly pool: KvPoolShape;
+  /** Wall time of the last step's session.run (ms), for profiling. */
+  lastRunMs = 0;
+  private readonly maxBlocks: number;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly pools: Record<string, ort.Tensor>,
+    private readonly spec: DecoderSpec,
+    private readonly options: WebGpuExecutorOptions,
+  ) {
+    this.vocabSize = spec.vocabSize;
+    this.kvBytesPerToken = 2 * spec.numLayers * spec.numKvHeads * spec.headDim * 2;
+    this.pool = { numBlocks: options.numBlocks, blockSize: options.blockSize };
+    this.maxBlocks = Math.ceil(options.maxModelLen / options.blockSize);
+  }
+
+  static async create(
+    ckpt: Checkpoint,
+    spec: DecoderSpec,
+    options: WebGpuExecutorOptions,
+  ): Promise<WebGpuExecutor> {
+    const attentionMetadata = options.attentionMetadata ?? true;
+    const key = { spec, ep: 'webgpu', maxPositions: options.maxModelLen, attentionMetadata };
+    const graph = cachedGraph(
+      ckpt,
+      'decoder-paged',
+      key,
+      (g, w) => buildPagedDecoderGraph(g, spec, w, { maxPositions: options.maxModelLen, attentionMetadata }),
+      'float16',
+    );
+    const provider = {
+      name: 'webgpu',
+      ...(options.validationMode ? { validationMode: options.validationMode } : {}),
+    };
+    let session: ort.InferenceSession;
+    let poolSession: ort.InferenceSession;
+    try {
+      session = await createSession(graph, {
+        executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
+        graphOptimizationLevel: 'all',
+      });
+      const g = new GraphBuilder();
+      buildKvPoolGraph(g, spec.numLayers);
+      poolSession = await ort.InferenceSession.create(encodeModel(g.build({ '': 21 }, 'kv_pool')), {
+        executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
+        graphOptimizationLevel: 'disabled',
+        preferredOutputLocation: 'gpu-buffer',
+      });
+    } catch (e) {
+      throw new SwitchyardError(
+        `the webgpu execution provider could not load the model: ${(e as Error).message}`,
+        'model_load',
+      );
+    }
+    const shape = [options.numBlocks, options.blockSize, spec.numKvHeads, spec.headDim];
+    const pools = await poolSession.run({
+      pool_shape: new ort.Tensor('int64', BigInt64Array.from(shape.map(BigInt)), [4]),
+    });
+    return new WebGpuExecutor(session, pools, spec, options);
+  }
+
+  async run(batch: readonly StepSequence[]): Promise<Float32Array> {
+    const out = await this.step(batch, PagedDecoderIO.logits);
+    return out.data as Float32Array;
+  }
+
+  async runGreedy(batch: readonly StepSequence[]): Promise<Int32Array> {
+    const out = await this.step(batch, PagedDecoderIO.nextTokens);
+    return Int32Array.from(out.data as BigInt64Array, Number);
+  }
+
+  /** One session run; fetches only `output`. */
+  private async step(batch: readonly StepSequence[], output: string): Promise<ort.Tensor> {
+    const B = batch.length;
+    let T = 0;
+    let S = 0;
+    let maxQ = 0;
+    let maxKv = 0;
+    for (const s of batch) {
+      T += s.tokenIds.length;
+      if (s.sample) S++;
+      maxQ = Math.max(maxQ, s.tokenIds.length);
+      maxKv = Math.max(maxKv, s.start + s.tokenIds.length);
+    }
+    const inputIds = new Int32Array(T);
+    const cu = new Int32Array(B + 1);
+    const past = new Int32Array(B);
+    const table = new Int32Array(B * this.maxBlocks);
+    const sampleIndex = new Int32Array(S);
+    let t = 0;
+    let sampled = 0;
+    batch.forEach((s, b) => {
+      for (let i = 0; i < s.tokenIds.length; i++) inputIds[t + i] = s.tokenIds[i];
+      t += s.tokenIds.length;
+      cu[b + 1] = t;
+      past[b] = s.start;
+      const needed = Math.ceil((s.start + s.tokenIds.length) / this.pool.blockSize);
+      for (let j = 0; j < needed; j++) table[b * this.maxBlocks + j] = s.blockTable[j];
+      if (s.sample) sampleIndex[sampled++] = t - 1;
+    });
+    const feeds: Record<string, ort.Tensor> = {
+      ...this.pools,
+      [PagedDecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
+      [PagedDecoderIO.cuSeqlens]: new ort.Tensor('int32', cu, [B + 1]),
+      [PagedDecoderIO.pastSeqlens]: new ort.Tensor('int32', past, [B]),
+      [PagedDecoderIO.blockTable]: new ort.Tensor('int32', table, [B, this.maxBlocks]),
+      [PagedDecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
+    };
+    if (this.options.attentionMetadata ?? true) {
+      feeds[PagedDecoderIO.attentionMetadata] = new ort.Tensor('int32', Int32Array.from([maxQ, maxKv]), [2]);
+    }
+    if (this.spec.imageEmbeds) Object.assign(feeds, imageFeeds(batch, this.spec.hiddenSize, T));
+    const started = performance.now();
+    const out = await this.session.run(feeds, [output]);
+    this.lastRunMs = performance.now() - started;
+    return out[output];
+  }
+
+  async dispose(): Promise<void> {
+    for (const t of Object.values(this.pools)) t.dispose();
+    await this.session.release();
+  }
+}
+
+function imageFeeds(batch: readonly StepSequence[], hidden: number, T: number): Record<string, ort.Tensor> {
+  const { data, numRows, embedIndex } = gatherImageRows(batch, hidden, T);
+  return {
+    [PagedDecoderIO.imageEmbeds]: new ort.Tensor('float16', float32ToFloat16(data), [numRows, hidden]),
+    [PagedDecoderIO.embedIndex]: new ort.Tensor('int32', embedIndex, [T]),
+  };
+}
