@@ -20,6 +20,7 @@ export * from './onnx/vision-graph.js';
 export { CpuExecutor, type CpuExecutorOptions } from './ort/cpu-executor.js';
 export * from './ort/session.js';
 export * from './ort/vision-encoder.js';
+export { WebGpuExecutor, type WebGpuExecutorOptions, type WebGpuTuning } from './ort/webgpu-executor.js';
 export * from './prefix-keys.js';
 export * from './registry.js';
 export * from './sampling/detokenizer.js';

@@ -8,7 +8,7 @@ import { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
 import { CpuExecutor } from '../ort/cpu-executor.js';
 import { VisionEncoder } from '../ort/vision-encoder.js';
-import { WebGpuExecutor } from '../ort/webgpu-executor.js';
+import { WebGpuExecutor, type WebGpuTuning } from '../ort/webgpu-executor.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
 import { Sampler } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
@@ -40,10 +40,10 @@ export interface EngineOptions {
   enablePrefixCaching?: boolean;
   enableChunkedPrefill?: boolean;
   numThreads?: number;
-  /** webgpu: pass the step's length bounds to PagedAttention in CPU memory (default true). */
-  attentionMetadata?: boolean;
-  /** webgpu: ORT's validationMode ('disabled' | 'wgpuOnly' | 'basic' | 'full'). */
-  validationMode?: string;
+  /** 'int4': weight-only int4 (MatMulNBits, block 32) for the linear layers; webgpu only. */
+  quantization?: 'none' | 'int4';
+  /** Settings of the webgpu provider (see `WebGpuTuning`). */
+  webgpu?: WebGpuTuning;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
   /** Run the KV manager's integrity check after every step (tests). */
@@ -156,6 +156,16 @@ export class Engine {
         'dtype',
       );
     }
+    if (
+      (options.quantization ?? 'none') !== 'none' &&
+      (options.quantization !== 'int4' || device !== 'webgpu')
+    ) {
+      throw new SwitchyardError(
+        `quantization '${options.quantization}' is not available on the ${device} device; use int4 with --device webgpu`,
+        'invalid_request',
+        'quantization',
+      );
+    }
     const schedulerName = options.scheduler ?? 'continuous';
     const attentionName = options.attention ?? 'paged';
     const makeScheduler = schedulerRegistry(container).get(schedulerName);
@@ -191,8 +201,8 @@ export class Engine {
             numBlocks,
             blockSize,
             maxModelLen,
-            attentionMetadata: options.attentionMetadata,
-            validationMode: options.validationMode,
+            ...(options.quantization === 'int4' ? { linear: 'int4' as const } : {}),
+            ...options.webgpu,
           })
         : await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
     const vision = spec.multimodal

@@ -17,7 +17,7 @@ import { float32ToFloat16, readTensorF32, type TensorEntry } from '../loader/saf
 import type { DecoderSpec } from '../model.js';
 import { buildDecoderGraph } from '../onnx/decoder-graph.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
-import { DataType, encodeModel, type TensorDef } from '../onnx/proto.js';
+import { DataType, type DataTypeCode, encodeModel, type TensorDef } from '../onnx/proto.js';
 
 /** Bump when the emitted graphs change, so cached graphs are rebuilt. */
 const BUILDER_VERSION = 2;
@@ -43,6 +43,15 @@ export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): C
 }
 
 export type WeightDtype = 'float32' | 'float16';
+
+/**
+ * Initializers a graph computes from the weights at build time (packed or quantized forms),
+ * written once into the graph cache beside it.
+ */
+export interface DerivedWeights {
+  read(weight: string): Float32Array;
+  add(def: { name: string; dataType: DataTypeCode; dims: number[] }, bytes: Uint8Array): string;
+}
 const SAFETENSORS_DTYPE: Record<WeightDtype, string> = { float32: 'F32', float16: 'F16' };
 
 /**
@@ -55,8 +64,9 @@ export function cachedGraph(
   ckpt: Checkpoint,
   name: string,
   key: object,
-  build: (g: GraphBuilder, w: (weight: string) => string) => void,
+  build: (g: GraphBuilder, w: (weight: string) => string, derived: DerivedWeights) => void,
   dtype: WeightDtype = 'float32',
+  { convertAll = false } = {},
 ): CachedGraph {
   const files = [...new Set([...ckpt.tensors.values()].map((t) => t.file))].sort();
   const fingerprint = files.map((f) => {
@@ -69,7 +79,8 @@ export function cachedGraph(
     .slice(0, 20);
   const dir = join(cacheRoot(), 'graphs', hash);
   const modelPath = join(dir, `${name}.onnx`);
-  const inPlace = [...ckpt.tensors.values()].every((t) => t.dtype === SAFETENSORS_DTYPE[dtype]);
+  const inPlace =
+    !convertAll && [...ckpt.tensors.values()].every((t) => t.dtype === SAFETENSORS_DTYPE[dtype]);
   const result: CachedGraph = { path: modelPath, externalDataFolder: inPlace ? ckpt.dir : undefined };
   if (existsSync(modelPath)) return result;
 
@@ -79,15 +90,27 @@ export function cachedGraph(
     const converted = new ConvertedWeights(join(tmp, 'weights.bin'), dtype);
     const g = new GraphBuilder();
     const added = new Map<string, string>();
-    build(g, (weight) => {
-      let id = added.get(weight);
-      if (id) return id;
-      const entry = ckpt.tensor(weight);
-      id = weight;
-      g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir, dtype) : converted.add(entry));
-      added.set(weight, id);
-      return id;
-    });
+    const derived: DerivedWeights = {
+      read: (weight) => readTensorF32(ckpt.tensor(weight)),
+      add: (def, bytes) => {
+        if (inPlace) throw new Error('derived weights need cachedGraph(..., { convertAll: true })');
+        g.initializer(converted.addBytes(def, bytes));
+        return def.name;
+      },
+    };
+    build(
+      g,
+      (weight) => {
+        let id = added.get(weight);
+        if (id) return id;
+        const entry = ckpt.tensor(weight);
+        id = weight;
+        g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir, dtype) : converted.add(entry));
+        added.set(weight, id);
+        return id;
+      },
+      derived,
+    );
     converted.close();
     writeFileSync(join(tmp, `${name}.onnx`), encodeModel(g.build({ '': 21, 'com.microsoft': 1 }, name)));
     mkdirSync(join(cacheRoot(), 'graphs'), { recursive: true });
@@ -126,15 +149,17 @@ class ConvertedWeights {
   ) {}
 
   add(entry: TensorEntry): TensorDef {
-    this.fd ??= openSync(this.path, 'w');
     const f32 = readTensorF32(entry);
     const data = this.dtype === 'float16' ? float32ToFloat16(f32) : f32;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return this.addBytes({ name: entry.name, dataType: ONNX_DTYPE[this.dtype], dims: entry.shape }, bytes);
+  }
+
+  addBytes(tensor: { name: string; dataType: DataTypeCode; dims: number[] }, bytes: Uint8Array): TensorDef {
+    this.fd ??= openSync(this.path, 'w');
     writeSync(this.fd, bytes, 0, bytes.length, this.offset);
     const def: TensorDef = {
-      name: entry.name,
-      dataType: ONNX_DTYPE[this.dtype],
-      dims: entry.shape,
+      ...tensor,
       external: { location: 'weights.bin', offset: this.offset, length: bytes.length },
     };
     this.offset += bytes.length;

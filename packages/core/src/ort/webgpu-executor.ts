@@ -11,13 +11,27 @@ import { cachedGraph } from './graph-cache.js';
 import { gatherImageRows } from './image-rows.js';
 import { createSession } from './session.js';
 
-export interface WebGpuExecutorOptions extends KvPoolShape {
-  /** Longest sequence the engine admits (sizes the rotary tables). */
-  maxModelLen: number;
+/** Knobs of the webgpu path, each measured in docs/decisions. */
+export interface WebGpuTuning {
   /** Pass attention_metadata to PagedAttention (default true). */
   attentionMetadata?: boolean;
   /** ORT WebGPU validation mode: 'disabled' | 'wgpuOnly' | 'basic' | 'full' (default 'basic'). */
   validationMode?: string;
+  /** Linear layers: 'matmul' (default), 'gemm', or 'int4' (MatMulNBits, quantized at build). */
+  linear?: 'gemm' | 'matmul' | 'int4';
+  /** q/k/v and gate/up as single projections (default true). */
+  fuseProjections?: boolean;
+  /** Residual add + RMSNorm fused (default true). */
+  fuseNorms?: boolean;
+  /** Profiling aid only (wrong outputs): time the step without attention. */
+  skipAttention?: boolean;
+  /** Write ORT's per-node profile (a chrome trace) to this file prefix. */
+  profilePrefix?: string;
+}
+
+export interface WebGpuExecutorOptions extends KvPoolShape, WebGpuTuning {
+  /** Longest sequence the engine admits (sizes the rotary tables). */
+  maxModelLen: number;
 }
 
 /**
@@ -36,6 +50,8 @@ export class WebGpuExecutor implements Executor {
 
   private constructor(
     private readonly session: ort.InferenceSession,
+    /** Keeps the pools' owner alive: the pools are its outputs. */
+    private readonly poolSession: ort.InferenceSession,
     private readonly pools: Record<string, ort.Tensor>,
     private readonly spec: DecoderSpec,
     private readonly options: WebGpuExecutorOptions,
@@ -51,14 +67,21 @@ export class WebGpuExecutor implements Executor {
     spec: DecoderSpec,
     options: WebGpuExecutorOptions,
   ): Promise<WebGpuExecutor> {
-    const attentionMetadata = options.attentionMetadata ?? true;
-    const key = { spec, ep: 'webgpu', maxPositions: options.maxModelLen, attentionMetadata };
+    const graphOptions = {
+      maxPositions: options.maxModelLen,
+      attentionMetadata: options.attentionMetadata ?? true,
+      linear: options.linear ?? 'matmul',
+      fuseProjections: options.fuseProjections ?? true,
+      fuseNorms: options.fuseNorms ?? true,
+      skipAttention: options.skipAttention ?? false,
+    };
     const graph = cachedGraph(
       ckpt,
       'decoder-paged',
-      key,
-      (g, w) => buildPagedDecoderGraph(g, spec, w, { maxPositions: options.maxModelLen, attentionMetadata }),
+      { spec, ep: 'webgpu', ...graphOptions },
+      (g, w, derived) => buildPagedDecoderGraph(g, spec, w, graphOptions, derived),
       'float16',
+      { convertAll: graphOptions.linear === 'int4' },
     );
     const provider = {
       name: 'webgpu',
@@ -88,7 +111,7 @@ export class WebGpuExecutor implements Executor {
     const pools = await poolSession.run({
       pool_shape: new ort.Tensor('int64', BigInt64Array.from(shape.map(BigInt)), [4]),
     });
-    return new WebGpuExecutor(session, pools, spec, options);
+    return new WebGpuExecutor(session, poolSession, pools, spec, options);
   }
 
   async run(batch: readonly StepSequence[]): Promise<Float32Array> {
@@ -148,9 +171,14 @@ export class WebGpuExecutor implements Executor {
     return out[output];
   }
 
+  /** Ends ORT profiling (when on); the trace lands at `profilePrefix`_<timestamp>.json. */
+  endProfiling(): void {
+    this.session.endProfiling();
+  }
+
   async dispose(): Promise<void> {
-    for (const t of Object.values(this.pools)) t.dispose();
     await this.session.release();
+    await this.poolSession.release();
   }
 }
 
