@@ -135,9 +135,12 @@ export function toFloat32(raw: Uint8Array, dtype: SafetensorsDtype): Float32Arra
     case 'F32':
       for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
       return out;
-    case 'F16':
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+    case 'F16': {
+      const table = halfTable();
+      const halves = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice().buffer);
+      for (let i = 0; i < n; i++) out[i] = table[halves[i]];
       return out;
+    }
     case 'BF16': {
       const u32 = new Uint32Array(out.buffer);
       for (let i = 0; i < n; i++) u32[i] = view.getUint16(i * 2, true) << 16;
@@ -146,6 +149,17 @@ export function toFloat32(raw: Uint8Array, dtype: SafetensorsDtype): Float32Arra
     default:
       throw new SwitchyardError(`cannot convert ${dtype} weights to float32`, 'model_load');
   }
+}
+
+let HALF_TABLE: Float32Array | undefined;
+
+/** All 65,536 half values as floats (256 KiB), for converting large fp16 tensors fast. */
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
+  }
+  return HALF_TABLE;
 }
 
 export function halfToFloat(h: number): number {

@@ -26,9 +26,10 @@ export function quantizeInt4(
       const half = floatToHalf(max / 7);
       const scale = halfToFloat(half);
       scales[n * blocks + b] = half;
+      const inv = scale === 0 ? 0 : 1 / scale;
       for (let i = 0; i < block; i++) {
-        const v = scale === 0 ? 0 : Math.round(w[base + i] / scale);
-        q[i] = Math.min(15, Math.max(0, v + 8));
+        const v = Math.round(w[base + i] * inv) + 8;
+        q[i] = v < 0 ? 0 : v > 15 ? 15 : v;
       }
       const out = (n * blocks + b) * (block / 2);
       for (let i = 0; i < block / 2; i++) packed[out + i] = q[2 * i] | (q[2 * i + 1] << 4);
