@@ -19,6 +19,18 @@ describe('engine', () => {
     expect(engine.info.kvBytesPerToken).toBe(2 * 5 * 2 * 32 * 4);
   });
 
+  it('names what is available for an unknown device, dtype or quantization', async () => {
+    await expect(createEngine({ model: DEMO_MODEL, device: 'tpu' as 'cpu' })).rejects.toThrow(
+      /device 'tpu' is not available; available: cpu, webgpu/,
+    );
+    await expect(createEngine({ model: DEMO_MODEL, dtype: 'float16' })).rejects.toThrow(
+      /not supported on the cpu device; use float32/,
+    );
+    await expect(createEngine({ model: DEMO_MODEL, quantization: 'int4' })).rejects.toThrow(
+      /use int4 with --device webgpu/,
+    );
+  });
+
   it.each([
     [{ temperature: -1 }, 'temperature'],
     [{ topP: 0 }, 'top_p'],

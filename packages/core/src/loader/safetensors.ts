@@ -137,7 +137,10 @@ export function toFloat32(raw: Uint8Array, dtype: SafetensorsDtype): Float32Arra
       return out;
     case 'F16': {
       const table = halfTable();
-      const halves = raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : new Uint16Array(raw.slice().buffer);
+      const halves =
+        raw.byteOffset % 2 === 0
+          ? new Uint16Array(raw.buffer, raw.byteOffset, n)
+          : new Uint16Array(raw.slice().buffer);
       for (let i = 0; i < n; i++) out[i] = table[halves[i]];
       return out;
     }
