@@ -51,3 +51,46 @@ for (const name of ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny']) {
   await ex.dispose();
 }
 console.log(JSON.stringify({ parity: results }, null, 1));
+
+// Vision-language models on webgpu (vision tower and decoder on the GPU), through our own
+// preprocessing: greedy ids against transformers' where the reference margins exceed 5e-2.
+const { createEngine } = await import('@switchyard/server');
+const vlm = [];
+for (const name of ['llava-tiny', 'internvl-tiny']) {
+  const dir = join(root, name);
+  const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8'));
+  const engine = await createEngine({ model: dir, device: 'webgpu', maxModelLen: 512, kvCacheTokens: 4096 });
+  for (const [i, c] of ref.chat.entries()) {
+    const images = (c.images ?? []).map((f) => new Uint8Array(readFileSync(join(root, 'images', f))));
+    const [r] = await engine.generate([
+      { messages: c.messages, images, sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } },
+    ]);
+    const thin = c.margins.findIndex((m) => m < 5e-2);
+    const sure = thin === -1 ? c.generated_ids.length : thin;
+    vlm.push({
+      fixture: name,
+      case: i,
+      prompt_ids_equal: JSON.stringify(r.promptTokenIds) === JSON.stringify(c.input_ids),
+      ids_equal_where_margin_over_0_05: r.outputs[0].tokenIds
+        .slice(0, sure)
+        .every((t, k) => t === c.generated_ids[k]),
+      steps_compared: sure,
+    });
+  }
+  await engine.close();
+}
+const demo = join(process.cwd(), 'models', 'switchyard-demo-vision');
+const demoRef = JSON.parse(readFileSync(join(demo, 'demo_reference.json'), 'utf8'));
+const engine = await createEngine({ model: demo, device: 'webgpu', maxModelLen: 512, kvCacheTokens: 8192 });
+const answers = await engine.generate(
+  demoRef.chat.map((c) => ({
+    messages: c.messages,
+    images: [new Uint8Array(readFileSync(join(demo, c.image)))],
+    sampling: { maxTokens: 24 },
+  })),
+);
+const demoExact = answers.filter(
+  (a, i) => JSON.stringify(a.outputs[0].tokenIds) === JSON.stringify(demoRef.chat[i].generated_ids),
+).length;
+await engine.close();
+console.log(JSON.stringify({ vlm, demo_vision_exact: `${demoExact}/${demoRef.chat.length}` }, null, 1));

@@ -15,5 +15,7 @@ xz -T2 -6 -f .device/tree.tar
 du -sh .device/*
 rm -rf .gpu && mkdir -p .gpu/fixtures
 cp ../shared/device/hf_peer.py .gpu/
-for f in qwen2-tiny llama3-tiny qwen3-tiny; do cp -r "../shared/fixtures/$f" .gpu/fixtures/; done
+for f in qwen2-tiny llama3-tiny qwen3-tiny llava-tiny internvl-tiny images; do cp -r "../shared/fixtures/$f" .gpu/fixtures/; done
+# The vision fixtures travel without their reference tensors (the GPU run compares ids).
+rm -f .gpu/fixtures/{llava-tiny,internvl-tiny}/*.f32.bin
 du -sh .gpu

@@ -206,7 +206,9 @@ export class Engine {
           })
         : await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
     const vision = spec.multimodal
-      ? await VisionEncoder.create(checkpoint, spec.multimodal.encoder)
+      ? await VisionEncoder.create(checkpoint, spec.multimodal.encoder, {
+          device: device === 'webgpu' ? 'webgpu' : 'cpu',
+        })
       : undefined;
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
     const scheduler = makeScheduler(

@@ -37,3 +37,20 @@ export async function openCpuSession(
     );
   }
 }
+
+/** A webgpu session for a cached graph (validation off, as the decoder's). */
+export async function openWebGpuSession(graph: CachedGraph, what: string): Promise<ort.InferenceSession> {
+  try {
+    return await createSession(graph, {
+      executionProviders: [
+        { name: 'webgpu', validationMode: 'disabled' } as ort.InferenceSession.ExecutionProviderConfig,
+      ],
+      graphOptimizationLevel: 'all',
+    });
+  } catch (e) {
+    throw new SwitchyardError(
+      `the webgpu provider could not load the ${what} graph: ${(e as Error).message}`,
+      'model_load',
+    );
+  }
+}

@@ -11,18 +11,20 @@ import {
   VisionIO,
 } from '../onnx/vision-graph.js';
 import { type CachedGraph, cachedGraph } from './graph-cache.js';
-import { openCpuSession } from './session.js';
+import { openCpuSession, openWebGpuSession } from './session.js';
 
 /** Bump when the vision graphs change, so cached ones are rebuilt. */
 const VISION_GRAPH_VERSION = 1;
 
 export interface VisionEncoderOptions {
+  /** 'webgpu' runs the tower (fp32) on the GPU; default 'cpu'. */
+  device?: 'cpu' | 'webgpu';
   /** Intra-op threads for ORT (default: ORT's choice). */
   numThreads?: number;
 }
 
 /**
- * Runs a VLM's vision graph on the CPU in fp32: preprocessed pixel values in, projected image
+ * Runs a VLM's vision graph in fp32 on the CPU or through webgpu: preprocessed pixel values in, projected image
  * features (rows of the text model's hidden size) out.
  */
 export class VisionEncoder {
@@ -70,7 +72,10 @@ export class VisionEncoder {
         'model_load',
       );
     }
-    const session = await openCpuSession(graph, 'vision', ckpt.dir, options.numThreads);
+    const session =
+      options.device === 'webgpu'
+        ? await openWebGpuSession(graph, 'vision')
+        : await openCpuSession(graph, 'vision', ckpt.dir, options.numThreads);
     return new VisionEncoder(session, kind, spec);
   }
 
