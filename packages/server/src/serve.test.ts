@@ -46,7 +46,9 @@ describe('switchyard serve', () => {
       ignore_eos: true,
       stream: true,
     });
+    // SIGTERM once every stream is under way (has its first event), so all three were admitted.
     let signalled = false;
+    let started = 0;
     const streams = Array.from({ length: 3 }, async () => {
       const res = await fetch(`${url}/v1/completions`, {
         method: 'POST',
@@ -54,7 +56,7 @@ describe('switchyard serve', () => {
         body,
       });
       return readEvents(res, () => {
-        if (!signalled) {
+        if (++started === 3 && !signalled) {
           signalled = true;
           child.kill('SIGTERM');
         }
