@@ -1,6 +1,6 @@
 import type { DecoderSpec, RopeSpec } from '../model.js';
 import type { GraphBuilder } from './graph-builder.js';
-import { DataType } from './proto.js';
+import { DataType, type DataTypeCode } from './proto.js';
 
 /** Resolves a checkpoint weight name to an initializer of the graph (adding it once). */
 export type WeightRef = (name: string) => string;
@@ -142,19 +142,7 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
     return g.op('Add', [g.op('Mul', [x3, cos]), g.op('Mul', [rotated, sin])], {}, { name: 'rope' });
   };
 
-  let x = g.op('Gather', [w(`${p}embed_tokens.weight`), inputIds], { axis: 0 }, { name: 'embed' });
-  if (spec.imageEmbeds) {
-    const images = g.input(DecoderIO.imageEmbeds, F, ['N', spec.hiddenSize]);
-    const index = g.input(DecoderIO.embedIndex, I32, ['T']);
-    const rows = g.op(
-      'Gather',
-      [images, g.op('Max', [index, g.int32([0])])],
-      { axis: 0 },
-      { name: 'image_rows' },
-    );
-    const isImage = g.op('Unsqueeze', [g.op('GreaterOrEqual', [index, g.int32([0])]), g.int64([1])]);
-    x = g.op('Where', [isImage, rows, x], {}, { name: 'merge_embeds' });
-  }
+  let x = embedTokens(g, spec, w, inputIds, F);
   for (let i = 0; i < spec.numLayers; i++) {
     g.within(`layers.${i}`, () => {
       const pre = `${p}layers.${i}`;
@@ -195,6 +183,36 @@ export function buildDecoderGraph(g: GraphBuilder, spec: DecoderSpec, w: WeightR
   const head = spec.tieWordEmbeddings ? `${p}embed_tokens.weight` : spec.lmHeadName;
   const logits = g.op('Gemm', [normed, w(head)], { transB: 1 }, { name: 'lm_head' });
   g.output(logits, DecoderIO.logits, F, ['S', vocabSize]);
+}
+
+/**
+ * Token embeddings of the packed batch; for VLM decoders (`spec.imageEmbeds`) the inputs
+ * `image_embeds` [N, hidden] and `embed_index` [T] put image features in place of placeholders.
+ */
+export function embedTokens(
+  g: GraphBuilder,
+  spec: DecoderSpec,
+  w: WeightRef,
+  inputIds: string,
+  dataType: DataTypeCode,
+): string {
+  const x = g.op(
+    'Gather',
+    [w(`${spec.weightPrefix}embed_tokens.weight`), inputIds],
+    { axis: 0 },
+    { name: 'embed' },
+  );
+  if (!spec.imageEmbeds) return x;
+  const images = g.input(DecoderIO.imageEmbeds, dataType, ['N', spec.hiddenSize]);
+  const index = g.input(DecoderIO.embedIndex, DataType.INT32, ['T']);
+  const rows = g.op(
+    'Gather',
+    [images, g.op('Max', [index, g.int32([0])])],
+    { axis: 0 },
+    { name: 'image_rows' },
+  );
+  const isImage = g.op('Unsqueeze', [g.op('GreaterOrEqual', [index, g.int32([0])]), g.int64([1])]);
+  return g.op('Where', [isImage, rows, x], {}, { name: 'merge_embeds' });
 }
 
 /** Inverse frequencies of RoPE, as transformers computes them (float32), with llama3 scaling. */

@@ -1,6 +1,6 @@
 import type { DecoderSpec } from '../model.js';
 import type { DerivedWeights } from '../ort/graph-cache.js';
-import { ropeInvFreq, type WeightRef } from './decoder-graph.js';
+import { embedTokens, ropeInvFreq, type WeightRef } from './decoder-graph.js';
 import type { GraphBuilder } from './graph-builder.js';
 import { DataType } from './proto.js';
 import { quantizeInt4 } from './quantize.js';
@@ -25,8 +25,6 @@ export const PagedDecoderIO = {
   blockTable: 'block_table',
   attentionMetadata: 'attention_metadata',
   sampleIndex: 'sample_index',
-  imageEmbeds: 'image_embeds',
-  embedIndex: 'embed_index',
   keyCache: (i: number) => `key_cache.${i}`,
   valueCache: (i: number) => `value_cache.${i}`,
   logits: 'logits',
@@ -182,19 +180,7 @@ export function buildPagedDecoderGraph(
     return [sum, normed];
   };
 
-  let x = g.op('Gather', [w(`${p}embed_tokens.weight`), inputIds], { axis: 0 }, { name: 'embed' });
-  if (spec.imageEmbeds) {
-    const images = g.input(PagedDecoderIO.imageEmbeds, F16, ['N', hiddenSize]);
-    const index = g.input(PagedDecoderIO.embedIndex, I32, ['T']);
-    const rows = g.op(
-      'Gather',
-      [images, g.op('Max', [index, g.int32([0])])],
-      { axis: 0 },
-      { name: 'image_rows' },
-    );
-    const isImage = g.op('Unsqueeze', [g.op('GreaterOrEqual', [index, g.int32([0])]), g.int64([1])]);
-    x = g.op('Where', [isImage, rows, x], {}, { name: 'merge_embeds' });
-  }
+  let x = embedTokens(g, spec, w, inputIds, F16);
   let h = rmsNorm(x, `${p}layers.0.input_layernorm.weight`);
   for (let i = 0; i < spec.numLayers; i++) {
     g.within(`layers.${i}`, () => {

@@ -4,6 +4,7 @@ import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import { float32ToFloat16 } from '../loader/safetensors.js';
 import type { DecoderSpec } from '../model.js';
+import { DecoderIO } from '../onnx/decoder-graph.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
 import { buildKvPoolGraph, buildPagedDecoderGraph, PagedDecoderIO } from '../onnx/paged-decoder-graph.js';
 import { encodeModel } from '../onnx/proto.js';
@@ -183,7 +184,7 @@ export class WebGpuExecutor implements Executor {
 function imageFeeds(batch: readonly StepSequence[], hidden: number, T: number): Record<string, ort.Tensor> {
   const { data, numRows, embedIndex } = gatherImageRows(batch, hidden, T);
   return {
-    [PagedDecoderIO.imageEmbeds]: new ort.Tensor('float16', float32ToFloat16(data), [numRows, hidden]),
-    [PagedDecoderIO.embedIndex]: new ort.Tensor('int32', embedIndex, [T]),
+    [DecoderIO.imageEmbeds]: new ort.Tensor('float16', float32ToFloat16(data), [numRows, hidden]),
+    [DecoderIO.embedIndex]: new ort.Tensor('int32', embedIndex, [T]),
   };
 }
