@@ -1,11 +1,7 @@
 import {
   fitsInPool,
-  type KvCacheManager,
   QueuedScheduler,
-  type QueuePolicy,
-  queuePolicies,
   type ScheduledSequence,
-  type SchedulerConfig,
   type SchedulerOutput,
   type Sequence,
 } from '@switchyard/core';
@@ -18,13 +14,6 @@ import {
  */
 export class ContinuousScheduler extends QueuedScheduler {
   readonly name = 'continuous';
-  private readonly policy: QueuePolicy;
-
-  constructor(config: SchedulerConfig, kv: KvCacheManager) {
-    super(config, kv);
-    this.policy = queuePolicies.get(config.policy);
-  }
-
   schedule(): SchedulerOutput {
     const { waiting, running } = this.queues;
     const scheduled: ScheduledSequence[] = [];

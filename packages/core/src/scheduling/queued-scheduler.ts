@@ -1,16 +1,19 @@
 import type { KvCacheManager } from '../kv-cache.js';
 import type { Scheduler, SchedulerConfig, SchedulerOutput } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
+import { type QueuePolicy, queuePolicies } from './policies.js';
 import { RequestQueues } from './queue.js';
 
 /**
- * The part every queue-based scheduler shares: the waiting and running queues, add, abort, the
- * post-step update and the counters. A subclass decides admission, batching and preemption in
+ * The part every queue-based scheduler shares: the waiting and running queues, the queue policy,
+ * add, abort, the post-step update and the counters. A subclass decides admission, batching and preemption in
  * `schedule()` (and counts its preemptions in `preemptions`).
  */
 export abstract class QueuedScheduler implements Scheduler {
   abstract readonly name: string;
   protected readonly queues: RequestQueues;
+  /** The queue order named by `config.policy` (an unknown name lists the known ones). */
+  protected readonly policy: QueuePolicy;
   protected preemptions = 0;
 
   constructor(
@@ -18,6 +21,7 @@ export abstract class QueuedScheduler implements Scheduler {
     protected readonly kv: KvCacheManager,
   ) {
     this.queues = new RequestQueues(kv);
+    this.policy = queuePolicies.get(config.policy);
   }
 
   abstract schedule(): SchedulerOutput;
