@@ -1,22 +1,19 @@
 // Where a bs1 decode step goes, and what each webgpu knob does to it (run on the GPU machine).
-//   node scripts/gpu/profile.mjs MODEL_DIR OUT_DIR
+//   node scripts/gpu/profile.mjs MODEL_DIR
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createEngine } from '@switchyard/server';
 
-const [model, outDir] = process.argv.slice(2);
+const [model] = process.argv.slice(2);
 const prompt = JSON.parse(readFileSync(join(model, 'prompts.json'), 'utf8')).bs1;
+// The knobs of docs/decisions/0006, one at a time against the defaults.
 const variants = [
-  { name: 'fp16 default', webgpu: { validationMode: 'disabled' } },
-  {
-    name: 'fp16 without attention (timing aid)',
-    webgpu: { validationMode: 'disabled', skipAttention: true },
-  },
-  { name: 'int4', webgpu: { linear: 'int4', validationMode: 'disabled' } },
-  {
-    name: 'int4 without attention (timing aid)',
-    webgpu: { linear: 'int4', validationMode: 'disabled', skipAttention: true },
-  },
+  { name: 'default (matmul, fused projections and norms, metadata, validation off)' },
+  { name: 'unfused projections and norms', webgpu: { fuseProjections: false, fuseNorms: false } },
+  { name: 'gemm', webgpu: { linear: 'gemm' } },
+  { name: 'no attention_metadata', webgpu: { attentionMetadata: false } },
+  { name: 'validation basic', webgpu: { validationMode: 'basic' } },
+  { name: 'int4', webgpu: { linear: 'int4' } },
 ];
 const results = [];
 for (const v of variants) {

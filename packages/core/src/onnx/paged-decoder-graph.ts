@@ -47,8 +47,6 @@ export interface PagedDecoderOptions {
   fuseProjections: boolean;
   /** Residual add + RMSNorm as one SkipSimplifiedLayerNormalization. */
   fuseNorms: boolean;
-  /** Profiling aid only (wrong outputs): replace attention by its query, to time the rest. */
-  skipAttention?: boolean;
 }
 
 /** Emits a Llama-family decoder in fp16 whose attention is PagedAttention with rotary inside. */
@@ -197,20 +195,18 @@ export function buildPagedDecoderGraph(
       const valueCache = g.input(PagedDecoderIO.valueCache(i), F16, ['num_blocks', 'block_size', Hkv, D]);
       const inputs = [q, k, v, keyCache, valueCache, cuSeqlens, pastSeqlens, blockTable, cosCache, sinCache];
       if (metadata) inputs.push('', '', '', '', '', '', metadata);
-      const attn = options.skipAttention
-        ? g.op('Identity', [q])
-        : g.op(
-            'PagedAttention',
-            inputs,
-            {
-              num_heads: H,
-              kv_num_heads: Hkv,
-              scale: { float: 1 / Math.sqrt(D) },
-              do_rotary: 1,
-              rotary_interleaved: 0,
-            },
-            { domain: 'com.microsoft', name: 'paged_attention' },
-          );
+      const attn = g.op(
+        'PagedAttention',
+        inputs,
+        {
+          num_heads: H,
+          kv_num_heads: Hkv,
+          scale: { float: 1 / Math.sqrt(D) },
+          do_rotary: 1,
+          rotary_interleaved: 0,
+        },
+        { domain: 'com.microsoft', name: 'paged_attention' },
+      );
       const [o] = project(attn, [`${pre}.self_attn.o_proj`], spec.oBias);
       let h2: string;
       [x, h2] = addNorm(x, o, `${pre}.post_attention_layernorm.weight`);

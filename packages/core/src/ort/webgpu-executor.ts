@@ -24,10 +24,6 @@ export interface WebGpuTuning {
   fuseProjections?: boolean;
   /** Residual add + RMSNorm fused (default true). */
   fuseNorms?: boolean;
-  /** Profiling aid only (wrong outputs): time the step without attention. */
-  skipAttention?: boolean;
-  /** Write ORT's per-node profile (a chrome trace) to this file prefix. */
-  profilePrefix?: string;
 }
 
 export interface WebGpuExecutorOptions extends KvPoolShape, WebGpuTuning {
@@ -74,7 +70,6 @@ export class WebGpuExecutor implements Executor {
       linear: options.linear ?? 'matmul',
       fuseProjections: options.fuseProjections ?? true,
       fuseNorms: options.fuseNorms ?? true,
-      skipAttention: options.skipAttention ?? false,
     };
     const graph = cachedGraph(
       ckpt,
@@ -168,11 +163,6 @@ export class WebGpuExecutor implements Executor {
     const out = await this.session.run(feeds, [output]);
     this.lastRunMs = performance.now() - started;
     return out[output];
-  }
-
-  /** Ends ORT profiling (when on); the trace lands at `profilePrefix`_<timestamp>.json. */
-  endProfiling(): void {
-    this.session.endProfiling();
   }
 
   async dispose(): Promise<void> {
