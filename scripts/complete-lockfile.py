@@ -13,12 +13,22 @@ import re
 OS = {"darwin": "darwin", "linux": "linux", "win32": "win32", "windows": "win32", "android": "android", "freebsd": "freebsd"}
 CPU = {"x64": "x64", "64": "x64", "arm64": "arm64", "arm": "arm", "ia32": "ia32", "s390x": "s390x", "ppc64": "ppc64", "riscv64": "riscv64"}
 
+# Optional binaries whose names carry no platform: the os they are for (cpu left open).
+KNOWN = {"napi-windows-process-start-time": "win32", "fsevents": "darwin"}
+
 lock = json.load(open("package-lock.json"))
 pkgs = lock["packages"]
 for path, entry in list(pkgs.items()):
     for name, version in (entry.get("optionalDependencies") or {}).items():
         where = "node_modules/" + name
         if where in pkgs:
+            continue
+        if name in KNOWN:
+            new = {"version": version, "optional": True, "os": [KNOWN[name]]}
+            if entry.get("dev"):
+                new["dev"] = True
+            pkgs[where] = new
+            print(f"added {where}@{version} {new['os']}")
             continue
         m = re.search(r"(darwin|linux|win32|windows|android|freebsd)-(x64|64|arm64|arm|ia32|s390x|ppc64|riscv64)(-(musl|gnu|msvc))?$", name)
         if not m:
