@@ -24,7 +24,7 @@ for path, entry in list(pkgs.items()):
         if where in pkgs:
             continue
         if name in KNOWN:
-            new = {"version": version, "optional": True, "os": [KNOWN[name]]}
+            new = {"version": re.sub(r"^[~^]", "", version), "optional": True, "os": [KNOWN[name]]}
             if entry.get("dev"):
                 new["dev"] = True
             pkgs[where] = new
