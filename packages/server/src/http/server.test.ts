@@ -301,7 +301,9 @@ describe('images through the official client (vision demo model)', () => {
     const { server, url } = await start({}, engine);
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
     try {
-      const png = readFileSync(join(DEMO_VISION_MODEL, 'examples', 'scene5.png')).toString('base64');
+      const ref = JSON.parse(readFileSync(join(DEMO_VISION_MODEL, 'demo_reference.json'), 'utf8'));
+      const asked = ref.chat.find((c: { image: string }) => c.image === 'examples/scene6.png');
+      const png = readFileSync(join(DEMO_VISION_MODEL, asked.image)).toString('base64');
       const r = await client.chat.completions.create({
         model: 'switchyard-demo-vision',
         messages: [
@@ -309,13 +311,14 @@ describe('images through the official client (vision demo model)', () => {
             role: 'user',
             content: [
               { type: 'image_url', image_url: { url: `data:image/png;base64,${png}` } },
-              { type: 'text', text: 'Which shape is orange?' },
+              { type: 'text', text: asked.messages[0].content[1].text },
             ],
           },
         ],
         max_tokens: 24,
       });
-      expect(r.choices[0].message.content?.trim()).toBe('The orange shape is a triangle.');
+      expect(asked.generated_text).toBe('The black shape is a circle.');
+      expect(r.choices[0].message.content?.trim()).toBe(asked.generated_text);
       for (const bad of ['file:///etc/passwd', 'http://127.0.0.1:1/x.png', 'data:image/png;base64,###']) {
         await expect(
           client.chat.completions.create({
