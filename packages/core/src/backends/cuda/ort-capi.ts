@@ -336,6 +336,10 @@ export class OrtRuntime {
     this.check(this.api.BindOutput(binding, name, value));
   }
 
+  clearOutputs(binding: Ptr): void {
+    this.api.ClearBoundOutputs(binding);
+  }
+
   clearBindings(binding: Ptr): void {
     this.api.ClearBoundInputs(binding);
     this.api.ClearBoundOutputs(binding);
