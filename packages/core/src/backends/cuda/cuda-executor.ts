@@ -47,6 +47,7 @@ interface GraphBucket {
   runOptions: Ptr;
   /** Pinned host twin of the bucket's device inputs (ids, cu, past, table, sample). */
   host: Int32Array;
+  hostAddress: bigint;
   device: bigint;
   offsets: { ids: number; cu: number; past: number; table: number; sample: number; total: number };
   logits: bigint;
@@ -358,7 +359,7 @@ export class CudaExecutor implements Executor {
       if (s.sample) h[offSample + sampled++] = t - 1;
     }
     const t0 = performance.now();
-    this.cuda.upload(this.staging.device, h, total * 4);
+    this.cuda.upload(this.staging.device, this.staging.hostAddress, total * 4);
     const t1 = performance.now();
     const dev = this.staging.device;
     const at = (off: number) => dev + BigInt(off * 4);
@@ -390,6 +391,8 @@ export class CudaExecutor implements Executor {
     ort.release(outValue);
     ort.runWithBinding(this.session, this.runOptions, this.binding);
     const t2 = performance.now();
+    // The provider's stream may be non-blocking: wait for it before reading its outputs.
+    this.cuda.synchronize();
     let result: Float32Array | Int32Array;
     if (greedy) {
       const ids = new BigInt64Array(S);
@@ -452,6 +455,7 @@ export class CudaExecutor implements Executor {
       binding,
       runOptions,
       host: new Int32Array(host.view, 0, total),
+      hostAddress: host.address,
       device,
       offsets: { ids, cu, past, table, sample, total },
       logits,
@@ -489,10 +493,12 @@ export class CudaExecutor implements Executor {
     }
     h[o.cu] = 0;
     const t0 = performance.now();
-    this.cuda.upload(bucket.device, h, o.total * 4);
+    this.cuda.upload(bucket.device, bucket.hostAddress, o.total * 4);
     const t1 = performance.now();
     this.ort.runWithBinding(this.session, bucket.runOptions, bucket.binding);
     const t2 = performance.now();
+    // The provider's stream may be non-blocking: wait for it before reading its outputs.
+    this.cuda.synchronize();
     let result: Float32Array | Int32Array;
     if (greedy) {
       const ids = new BigInt64Array(B);
@@ -521,6 +527,8 @@ export class CudaExecutor implements Executor {
     const indexAt = base + BigInt(indexOffset);
     this.cuda.upload(base, half);
     this.cuda.upload(indexAt, embedIndex);
+    // Pageable sources: make sure the DMA landed before the provider's stream reads it.
+    this.cuda.synchronize();
     const embeds = this.ort.tensorAt(this.memInfo, base, 'float16', [numRows, hidden]);
     const index = this.ort.tensorAt(this.memInfo, indexAt, 'int32', [T]);
     this.ort.bindInput(this.binding, DecoderIO.imageEmbeds, embeds);

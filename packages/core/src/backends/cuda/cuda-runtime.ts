@@ -56,9 +56,14 @@ export class CudaRuntime {
     this.check('cudaMemset', this.fns.memset(koffi.as(address, 'void *'), value, bytes));
   }
 
-  /** Host → device (synchronous with the host). */
-  upload(address: bigint, src: ArrayBufferView, bytes = src.byteLength): void {
-    this.check('cudaMemcpy H2D', this.fns.copyIn(koffi.as(address, 'void *'), src, bytes, H2D));
+  /**
+   * Host → device. From pinned memory (pass its address) the copy is complete on return; from a
+   * JS array (pageable) the driver stages it first.
+   */
+  upload(address: bigint, src: ArrayBufferView | bigint, bytes?: number): void {
+    const from = typeof src === 'bigint' ? koffi.as(src, 'void *') : src;
+    const n = bytes ?? (src as ArrayBufferView).byteLength;
+    this.check('cudaMemcpy H2D', this.fns.copyIn(koffi.as(address, 'void *'), from, n, H2D));
   }
 
   /** Device → host into `dst` (synchronous). */

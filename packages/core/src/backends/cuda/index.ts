@@ -1,3 +1,4 @@
+import { SwitchyardError } from '../../errors.js';
 import type { Executor } from '../../executor.js';
 import type { Checkpoint } from '../../loader/checkpoint.js';
 import type { ModelSpec } from '../../model.js';
@@ -40,7 +41,14 @@ export const cudaBackend: Backend = {
   name: 'cuda',
   dtypes: ['float16'],
   quantizations: ['none', 'int4'],
-  createExecutor(checkpoint, model, options) {
+  async createExecutor(checkpoint, model, options) {
+    if (!this.dtypes.includes(options.dtype)) {
+      throw new SwitchyardError(
+        `dtype '${options.dtype}' is not supported on the cuda device; use ${this.dtypes.join(' or ')}`,
+        'invalid_request',
+        'dtype',
+      );
+    }
     return CudaExecutor.create(checkpoint, model.decoder, {
       blockSize: options.blockSize,
       kvCacheTokens: options.kvCacheTokens,

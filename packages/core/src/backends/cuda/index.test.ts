@@ -1,0 +1,43 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Checkpoint } from '../../loader/checkpoint.js';
+import type { ModelSpec } from '../../model.js';
+import { cudaBackend } from './index.js';
+
+describe('cudaBackend', () => {
+  it('declares fp16 with int4 and fails a missing install with the fix command', async () => {
+    expect(cudaBackend.name).toBe('cuda');
+    expect(cudaBackend.dtypes).toEqual(['float16']);
+    expect(cudaBackend.quantizations).toEqual(['none', 'int4']);
+    const empty = mkdtempSync(join(tmpdir(), 'no-ort-'));
+    const saved = process.env.SWITCHYARD_ORT_CUDA_DIR;
+    process.env.SWITCHYARD_ORT_CUDA_DIR = empty;
+    try {
+      await expect(
+        cudaBackend.createExecutor({} as Checkpoint, { decoder: {} } as ModelSpec, {
+          blockSize: 128,
+          maxModelLen: 1024,
+          dtype: 'float16',
+          quantization: 'none',
+        }),
+      ).rejects.toThrow(/libonnxruntime\.so, not found in .*switchyard setup cuda/);
+    } finally {
+      if (saved === undefined) delete process.env.SWITCHYARD_ORT_CUDA_DIR;
+      else process.env.SWITCHYARD_ORT_CUDA_DIR = saved;
+      rmSync(empty, { recursive: true });
+    }
+  });
+
+  it('refuses a dtype it does not serve', async () => {
+    await expect(
+      cudaBackend.createExecutor({} as Checkpoint, { decoder: {} } as ModelSpec, {
+        blockSize: 128,
+        maxModelLen: 1024,
+        dtype: 'float32',
+        quantization: 'none',
+      }),
+    ).rejects.toThrow(/dtype 'float32' is not supported on the cuda device; use float16/);
+  });
+});
