@@ -1,9 +1,13 @@
 export type { DependencyContainer } from 'tsyringe';
 export * from './container.js';
+export * from './engine/assemble-engine.js';
+export * from './engine/chat-prompt.js';
 export * from './engine/engine.js';
 export * from './engine/image-cache.js';
+export * from './engine/input-processor.js';
 export * from './engine/metrics.js';
 export * from './engine/multimodal-input.js';
+export * from './engine/output-processor.js';
 export * from './engine/request.js';
 export * from './errors.js';
 export * from './executor.js';
@@ -33,3 +37,4 @@ export * from './scheduling/policies.js';
 export * from './scheduling/queue.js';
 export * from './scheduling/queued-scheduler.js';
 export * from './sequence.js';
+export * from './vision-runner.js';
