@@ -10,6 +10,7 @@ import {
   SwitchyardError,
   vlmTextDecoder,
 } from '@switchyard/core';
+import { internVitTower } from './intern-vit-tower.js';
 
 /**
  * InternVL (HF-native InternVLForConditionalGeneration): dynamic tiles plus a thumbnail, each
@@ -38,7 +39,7 @@ function internvlMultimodal(
   }
   const perTile = (processors.processor.image_seq_length ?? config.image_seq_length) as number;
   return {
-    encoder: 'internvl',
+    tower: internVitTower(ckpt),
     placeholderTokenId: context,
     addSpecialTokens: true,
     process: (image) => {

@@ -5,6 +5,7 @@ import {
   type ProcessedImage,
   type RawConfig,
   selectBestResolution,
+  type VisionTowerSpec,
 } from '@switchyard/core';
 import { imageTokenId } from './llava.js';
 
@@ -17,6 +18,7 @@ export function llavaNextMultimodal(
   config: RawConfig,
   processors: { image: RawConfig; processor: RawConfig },
   newline: Float32Array,
+  tower: VisionTowerSpec,
 ): MultimodalSpec {
   const token = imageTokenId(config);
   const vision = config.vision_config as RawConfig;
@@ -32,7 +34,7 @@ export function llavaNextMultimodal(
     number,
   ][];
   return {
-    encoder: 'llava',
+    tower,
     placeholderTokenId: token,
     addSpecialTokens: true,
     process: (image) => {

@@ -1,5 +1,3 @@
-import type { WebGpuTuning } from '../ort/webgpu-executor.js';
-
 export interface EngineOptions {
   /** A Hugging Face checkpoint folder. */
   model: string;
@@ -7,13 +5,17 @@ export interface EngineOptions {
   scheduler?: string;
   /** Registered KV cache manager name (default 'paged'). */
   attention?: string;
-  device?: 'cpu' | 'webgpu';
-  dtype?: 'float32' | 'float16';
+  /** Registered backend name (default 'cpu'; core ships 'cpu' and 'webgpu'). */
+  device?: string;
+  /** One of the backend's dtypes (default: its first). */
+  dtype?: string;
   /** Queue policy of the scheduler: 'fcfs', 'lpm', 'priority' (default 'fcfs'). */
   policy?: string;
   blockSize?: number;
-  /** Tokens the KV pool holds (default: 512 MiB worth, at most 32768). */
+  /** Tokens the KV pool holds (default: the backend's choice; cpu: 512 MiB worth, at most 32768). */
   kvCacheTokens?: number;
+  /** Fraction of device memory for weights + KV; device backends only. */
+  memoryUtilization?: number;
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
   /** Longest prompt + output (default: the model's max positions, at most the pool). */
@@ -21,10 +23,10 @@ export interface EngineOptions {
   enablePrefixCaching?: boolean;
   enableChunkedPrefill?: boolean;
   numThreads?: number;
-  /** 'int4': weight-only int4 (MatMulNBits, block 32) for the linear layers; webgpu only. */
+  /** 'int4': weight-only int4 for the linear layers, where the backend lists it (webgpu). */
   quantization?: 'none' | 'int4';
-  /** Settings of the webgpu provider (see `WebGpuTuning`). */
-  webgpu?: WebGpuTuning;
+  /** Backend-specific settings, passed to the backend untouched (webgpu: `WebGpuTuning`). */
+  settings?: Record<string, unknown>;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
   /** Run the KV manager's integrity check after every step (tests). */

@@ -2,11 +2,15 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuBackend } from '../backends/cpu/cpu-backend.js';
+import type { OrtVisionRunner } from '../backends/ort-vision-runner.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import { readTensorF32 } from '../loader/safetensors.js';
-import { VisionEncoder } from '../ort/vision-encoder.js';
 import { fixture, fixturesRoot, fixtureTitle, maxAbsDiff } from '../testing/fixtures.js';
+import type { GraphBuilder } from './graph-builder.js';
 import {
+  buildInternVLVisionGraph,
+  buildLlavaVisionGraph,
   type ClipVisionSpec,
   clipVisionSpec,
   type InternVisionSpec,
@@ -15,6 +19,42 @@ import {
 } from './vision-graph.js';
 
 // Graphs are built into a private cache, so a test always runs the builder's current output.
+/** The tower of a checkpoint run by the CPU backend, with its spec (as the model packages build it). */
+type VisionEncoder = OrtVisionRunner & {
+  kind: 'llava' | 'internvl';
+  spec: ClipVisionSpec | InternVisionSpec;
+  tokensPerImage: number;
+  hiddenSize: number;
+};
+const VisionEncoder = {
+  async create(ckpt: Checkpoint, kind: 'llava' | 'internvl'): Promise<VisionEncoder> {
+    const names = new Set(ckpt.tensors.keys());
+    const spec = kind === 'llava' ? clipVisionSpec(ckpt.config, names) : internVisionSpec(ckpt.config, names);
+    const build = (g: GraphBuilder, w: (n: string) => string) =>
+      kind === 'llava'
+        ? buildLlavaVisionGraph(g, spec as ClipVisionSpec, w)
+        : buildInternVLVisionGraph(g, spec as InternVisionSpec, w);
+    const tower = {
+      name: kind,
+      key: spec,
+      numChannels: spec.numChannels,
+      imageSize: spec.imageSize,
+      tokensPerImage: spec.tokensPerImage,
+      hiddenSize: spec.textHiddenSize,
+      build,
+    };
+    const runner = (await cpuBackend.createVisionRunner!(ckpt, tower, {
+      dtype: 'float32',
+    })) as OrtVisionRunner;
+    return Object.assign(runner, {
+      kind,
+      spec,
+      tokensPerImage: spec.tokensPerImage,
+      hiddenSize: spec.textHiddenSize,
+    });
+  },
+};
+
 const tmp = mkdtempSync(join(tmpdir(), 'switchyard-vision-'));
 const savedCacheDir = process.env.SWITCHYARD_CACHE_DIR;
 process.env.SWITCHYARD_CACHE_DIR = join(tmp, 'cache');
@@ -672,11 +712,11 @@ describe.skipIf(demoMissing)(
         expect(encoder.spec).toMatchObject({
           towerPrefix: 'vision_tower.',
           projectorPrefix: 'multi_modal_projector.',
-          hiddenSize: 128,
+          hiddenSize: 192,
           featureLayers: [3],
           imageSize: [64, 64],
           tokensPerImage: 64,
-          textHiddenSize: 192,
+          textHiddenSize: 288,
         });
         const shape = [2, 3, 64, 64];
         await checkAgainstReference(encoder, weightsOf(ckpt), syntheticPixels(2, 3, 64, 64), shape);

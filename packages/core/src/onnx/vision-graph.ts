@@ -1,18 +1,9 @@
 import { SwitchyardError } from '../errors.js';
 import type { RawConfig } from '../loader/checkpoint.js';
-import type { WeightRef } from './decoder-graph.js';
 import type { GraphBuilder } from './graph-builder.js';
 import { DataType } from './proto.js';
-
-/**
- * Input and output names of the vision graphs: `pixel_values` [N, C, H, W] (N tiles or images, at
- * the tower's fixed image size) → `image_features` [N, L, textHidden] (rows ready to replace the
- * image placeholder embeddings of the text decoder).
- */
-export const VisionIO = {
-  pixelValues: 'pixel_values',
-  imageFeatures: 'image_features',
-} as const;
+import { VisionIO } from './vit.js';
+import type { WeightRef } from './weights.js';
 
 /** Activations the vision towers and projectors use (transformers' ACT2FN names, folded). */
 export type VisionAct = 'gelu' | 'gelu_tanh' | 'quick_gelu' | 'relu' | 'silu';

@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuBackend } from '../backends/cpu/cpu-backend.js';
+import { CpuExecutor } from '../backends/cpu/cpu-executor.js';
 import { modelRegistry } from '../container.js';
 import { Engine } from '../engine/engine.js';
 import type { ChatMessage } from '../loader/chat-template.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec, ProcessedImage } from '../model.js';
-import { CpuExecutor } from '../ort/cpu-executor.js';
-import { VisionEncoder } from '../ort/vision-encoder.js';
 import { type FixtureCase, fixture, fixtureTitle, maxAbsDiff } from './fixtures.js';
 
 /**
@@ -55,7 +55,7 @@ export function vlmParity(name: string, makeContainer: () => DependencyContainer
         if (c.pixel_values_file) {
           const pixels = fx.logits(c.pixel_values_file);
           const shape = name === 'llava-next-tiny' ? c.pixel_values_shape!.slice(1) : c.pixel_values_shape!;
-          const vision = await VisionEncoder.create(ckpt, mm.encoder);
+          const vision = await cpuBackend.createVisionRunner!(ckpt, mm.tower, { dtype: 'float32' });
           const offset = ids.indexOf(mm.placeholderTokenId);
           const length = ids.filter((t) => t === mm.placeholderTokenId).length;
           const size = (c.image_sizes?.[0] as [number, number] | undefined) ?? [0, 0];
