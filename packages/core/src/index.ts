@@ -33,7 +33,6 @@ export * from './models/llama-family.js';
 export * from './models/vlm.js';
 export * from './onnx/graph-builder.js';
 export * from './onnx/graph-cache.js';
-export * from './onnx/vision-graph.js';
 export * from './onnx/vit.js';
 export * from './onnx/weights.js';
 export * from './prefix-keys.js';

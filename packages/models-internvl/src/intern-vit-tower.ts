@@ -1,9 +1,5 @@
-import {
-  buildInternVLVisionGraph,
-  type Checkpoint,
-  internVisionSpec,
-  type VisionTowerSpec,
-} from '@switchyard/core';
+import type { Checkpoint, VisionTowerSpec } from '@switchyard/core';
+import { buildInternVLVisionGraph, internVisionSpec } from './intern-vit-graph.js';
 
 /** The InternViT tower, pixel shuffle and projector of a checkpoint, as a graph any backend can run. */
 export function internVitTower(ckpt: Checkpoint): VisionTowerSpec {

@@ -1,9 +1,5 @@
-import {
-  buildLlavaVisionGraph,
-  type Checkpoint,
-  clipVisionSpec,
-  type VisionTowerSpec,
-} from '@switchyard/core';
+import type { Checkpoint, VisionTowerSpec } from '@switchyard/core';
+import { buildLlavaVisionGraph, clipVisionSpec } from './clip-vision-graph.js';
 
 /** The CLIP vision tower and LLaVA projector of a checkpoint, as a graph any backend can run. */
 export function clipTower(ckpt: Checkpoint): VisionTowerSpec {

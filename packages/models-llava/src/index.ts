@@ -43,3 +43,8 @@ export function register(container: DependencyContainer): void {
   for (const def of [llava, llavaNext])
     for (const arch of def.architectures) modelRegistry(container).register(arch, def);
 }
+
+export * from './clip-processor.js';
+export * from './clip-tower.js';
+export * from './clip-vision-graph.js';
+export * from './llava-next-processor.js';

@@ -1,13 +1,6 @@
-import {
-  llavaNextNumImageTokens,
-  llavaNextProcess,
-  type MultimodalSpec,
-  type ProcessedImage,
-  type RawConfig,
-  selectBestResolution,
-  type VisionTowerSpec,
-} from '@switchyard/core';
+import type { MultimodalSpec, ProcessedImage, RawConfig, VisionTowerSpec } from '@switchyard/core';
 import { imageTokenId } from './llava.js';
+import { llavaNextNumImageTokens, llavaNextProcess, selectBestResolution } from './llava-next-processor.js';
 
 /**
  * LLaVA-NeXT's multimodal part. The encoder sees the base image and the anyres tiles; `arrange`

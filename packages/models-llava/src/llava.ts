@@ -1,10 +1,5 @@
-import {
-  clipProcess,
-  type MultimodalSpec,
-  type RawConfig,
-  SwitchyardError,
-  type VisionTowerSpec,
-} from '@switchyard/core';
+import { type MultimodalSpec, type RawConfig, SwitchyardError, type VisionTowerSpec } from '@switchyard/core';
+import { clipProcess } from './clip-processor.js';
 
 /** Image token id, from `image_token_index` (4.x) or `image_token_id` (5.x). */
 export function imageTokenId(config: RawConfig): number {
