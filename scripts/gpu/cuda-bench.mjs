@@ -1,10 +1,11 @@
 // Our engine on the cuda executor, on a real-shape checkpoint made by hf_peer.py (GPU machine),
 // with the same prompts the peer sends. Prints one JSON line 'RESULT {...}'.
 //   node scripts/gpu/cuda-bench.mjs MODEL_DIR [bs1|batch|all] [N IN OUT]
-// env: QUANT=int4, GRAPH=0 (no CUDA graphs), BLOCK (default 128), BUDGET (max batched tokens, 8192)
+// env: QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 128),
+//      KV (pool tokens), BUDGET (max batched tokens, 8192)
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCudaEngine, created } from './cuda-engine.mjs';
+import { createCudaEngine } from './cuda-engine.mjs';
 
 const [model, mode = 'all', n = '256', inp = '256', out = '128'] = process.argv.slice(2);
 const prompts = JSON.parse(readFileSync(join(model, 'prompts.json'), 'utf8'));
@@ -18,20 +19,21 @@ const engine = await createCudaEngine(
     model,
     maxModelLen: 1024,
     blockSize,
-    kvCacheTokens: Math.max(16384, N * (IN + OUT + 2 * blockSize)),
+    kvCacheTokens: Number(process.env.KV ?? Math.max(16384, N * (IN + OUT + 2 * blockSize))),
     maxNumSeqs: N,
     maxNumBatchedTokens: Number(process.env.BUDGET ?? 8192),
     enablePrefixCaching: false,
     quantization: process.env.QUANT === 'int4' ? 'int4' : 'none',
   },
-  { cudaGraph: process.env.GRAPH !== '0' },
+  { cudaGraph: process.env.GRAPH !== '0', attentionMetadata: process.env.META !== '0' },
 );
-const ex = created.executor;
+const ex = engine.executor;
 const r = {
   model,
   engine: 'switchyard cuda',
   quantization: process.env.QUANT ?? 'none',
   cuda_graph: process.env.GRAPH !== '0',
+  attention_metadata: process.env.META !== '0',
   block_size: blockSize,
   load_s: (performance.now() - t0) / 1000,
   kv_tokens: engine.info.kvCacheTokens,

@@ -7,13 +7,13 @@ import type { Checkpoint } from '../../loader/checkpoint.js';
 import { float32ToFloat16 } from '../../loader/safetensors.js';
 import type { DecoderSpec } from '../../model.js';
 import { DecoderIO } from '../../onnx/decoder-graph.js';
+import { cachedGraph } from '../../onnx/graph-cache.js';
 import {
   buildPagedDecoderGraph,
   PagedDecoderIO,
   type PagedDecoderOptions,
 } from '../../onnx/paged-decoder-graph.js';
-import { cachedGraph } from '../../ort/graph-cache.js';
-import { gatherImageRows } from '../../ort/image-rows.js';
+import { gatherImageRows } from '../image-rows.js';
 import { CudaRuntime } from './cuda-runtime.js';
 import { type CudaLibraries, locateCudaLibraries } from './install.js';
 import { OrtRuntime, type Ptr } from './ort-capi.js';

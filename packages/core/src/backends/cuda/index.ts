@@ -1,42 +1,50 @@
+import type { Backend } from '../../contracts/backend.js';
 import { SwitchyardError } from '../../errors.js';
-import type { Executor } from '../../executor.js';
-import type { Checkpoint } from '../../loader/checkpoint.js';
-import type { ModelSpec } from '../../model.js';
+import { cpuBackend } from '../cpu/cpu-backend.js';
 import { CudaExecutor, type CudaSettings } from './cuda-executor.js';
 
-export { CudaExecutor, type CudaExecutorOptions, type CudaSettings } from './cuda-executor.js';
+export {
+  CudaExecutor,
+  type CudaExecutorOptions,
+  type CudaSettings,
+  DEFAULT_GRAPH_BATCH_SIZES,
+} from './cuda-executor.js';
 export { CudaRuntime } from './cuda-runtime.js';
 export { type CudaLibraries, defaultOrtCudaDir, locateCudaLibraries, setupCuda } from './install.js';
 export { OrtError, OrtRuntime } from './ort-capi.js';
 
-/**
- * The backend seam's contract (core's `Backend` / `ExecutorOptions` once it lands in main; kept
- * here structurally identical until then).
- */
-export interface ExecutorOptions {
-  blockSize: number;
-  /** undefined = the backend chooses: for cuda, memoryUtilization × free memory after weights. */
-  kvCacheTokens?: number;
-  memoryUtilization?: number;
-  maxModelLen: number;
-  /** One of `backend.dtypes`. */
-  dtype: string;
-  quantization: 'none' | 'int4';
-  numThreads?: number;
-  settings?: Record<string, unknown>;
-}
-
-export interface Backend {
-  readonly name: string;
-  readonly dtypes: readonly string[];
-  readonly quantizations: readonly ('none' | 'int4')[];
-  createExecutor(checkpoint: Checkpoint, model: ModelSpec, options: ExecutorOptions): Promise<Executor>;
-}
-
 /** Block size the cuda backend runs best at: PagedAttention takes a slow path below 128 (ORT 1.29). */
 export const CUDA_DEFAULT_BLOCK_SIZE = 128;
 
-/** ONNX Runtime's CUDA provider through the C API: fp16 decoder, PagedAttention, IO binding. */
+const SETTING_KEYS = new Set<keyof CudaSettings>([
+  'cudaLibDir',
+  'attentionMetadata',
+  'fuseProjections',
+  'fuseNorms',
+  'logLevel',
+  'cudaGraph',
+  'graphBatchSizes',
+]);
+
+/** The backend's `settings` as `CudaSettings`; an unknown key is an error naming the known ones. */
+function cudaSettings(settings: Record<string, unknown> = {}): CudaSettings {
+  for (const key of Object.keys(settings)) {
+    if (!SETTING_KEYS.has(key as keyof CudaSettings)) {
+      throw new SwitchyardError(
+        `unknown cuda setting '${key}'; known: ${[...SETTING_KEYS].join(', ')}`,
+        'invalid_request',
+        'settings',
+      );
+    }
+  }
+  return settings as CudaSettings;
+}
+
+/**
+ * ONNX Runtime's CUDA provider through the C API: the fp16 decoder with PagedAttention over KV
+ * pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights. Vision
+ * towers run on the CPU backend (their embeddings go to the decoder on the device).
+ */
 export const cudaBackend: Backend = {
   name: 'cuda',
   dtypes: ['float16'],
@@ -55,7 +63,10 @@ export const cudaBackend: Backend = {
       memoryUtilization: options.memoryUtilization,
       maxModelLen: options.maxModelLen,
       quantization: options.quantization,
-      settings: options.settings as CudaSettings | undefined,
+      settings: cudaSettings(options.settings),
     });
+  },
+  createVisionRunner(checkpoint, tower) {
+    return cpuBackend.createVisionRunner!(checkpoint, tower, { dtype: 'float32' });
   },
 };
