@@ -2,7 +2,7 @@
 // with the same prompts the peer sends. Prints one JSON line 'RESULT {...}'.
 //   node scripts/gpu/cuda-bench.mjs MODEL_DIR [bs1|batch|all] [N IN OUT]
 // env: QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 128),
-//      KV (pool tokens), BUDGET (max batched tokens, 8192)
+//      KV (pool tokens), BUDGET (max batched tokens, 8192), LINEAR=gemm
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCudaEngine } from './cuda-engine.mjs';
@@ -25,7 +25,11 @@ const engine = await createCudaEngine(
     enablePrefixCaching: false,
     quantization: process.env.QUANT === 'int4' ? 'int4' : 'none',
   },
-  { cudaGraph: process.env.GRAPH !== '0', attentionMetadata: process.env.META !== '0' },
+  {
+    cudaGraph: process.env.GRAPH !== '0',
+    attentionMetadata: process.env.META !== '0',
+    ...(process.env.LINEAR ? { linear: process.env.LINEAR } : {}),
+  },
 );
 const ex = engine.executor;
 const r = {
@@ -34,6 +38,7 @@ const r = {
   quantization: process.env.QUANT ?? 'none',
   cuda_graph: process.env.GRAPH !== '0',
   attention_metadata: process.env.META !== '0',
+  linear: process.env.LINEAR ?? 'matmul',
   block_size: blockSize,
   load_s: (performance.now() - t0) / 1000,
   kv_tokens: engine.info.kvCacheTokens,

@@ -26,6 +26,8 @@ export interface CudaSettings {
   attentionMetadata?: boolean;
   fuseProjections?: boolean;
   fuseNorms?: boolean;
+  /** fp16 linear layers as 'matmul' (default; MatMul on transposes ORT folds at load) or 'gemm' (transB). */
+  linear?: 'matmul' | 'gemm';
   /** ORT log severity: 0 verbose … 4 fatal (default 3). */
   logLevel?: number;
   /**
@@ -35,6 +37,8 @@ export interface CudaSettings {
   cudaGraph?: boolean;
   /** The buckets (default `DEFAULT_GRAPH_BATCH_SIZES`); larger decode batches run without a graph. */
   graphBatchSizes?: number[];
+  /** ORT's profiler on, writing `<prefix>_<date>.json` (see `endProfiling`). */
+  profilePrefix?: string;
 }
 
 /** Decode batch sizes captured as CUDA graphs (like vLLM's capture sizes, up to 256). */
@@ -189,7 +193,7 @@ export class CudaExecutor implements Executor {
     const graphOptions: PagedDecoderOptions = {
       maxPositions: options.maxModelLen,
       attentionMetadata: settings.attentionMetadata ?? true,
-      linear: options.quantization === 'int4' ? 'int4' : 'matmul',
+      linear: options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul'),
       fuseProjections: settings.fuseProjections ?? true,
       fuseNorms: settings.fuseNorms ?? true,
     };
@@ -212,6 +216,7 @@ export class CudaExecutor implements Executor {
       const open = (cudaGraph: boolean): Ptr => {
         const so = ort.sessionOptions({
           optimization: 'all',
+          profilePrefix: settings.profilePrefix,
           config: { 'session.model_external_initializers_file_folder_path': folder },
         });
         try {
@@ -535,6 +540,11 @@ export class CudaExecutor implements Executor {
     this.ort.bindInput(this.binding, DecoderIO.embedIndex, index);
     this.ort.release(embeds);
     this.ort.release(index);
+  }
+
+  /** Ends ORT's profile (settings.profilePrefix) and returns its JSON file. */
+  endProfiling(): string {
+    return this.ort.endProfiling(this.session);
   }
 
   /** Device memory (bytes) free and total, as the CUDA runtime reports it. */

@@ -21,9 +21,11 @@ const SETTING_KEYS = new Set<keyof CudaSettings>([
   'attentionMetadata',
   'fuseProjections',
   'fuseNorms',
+  'linear',
   'logLevel',
   'cudaGraph',
   'graphBatchSizes',
+  'profilePrefix',
 ]);
 
 /** The backend's `settings` as `CudaSettings`; an unknown key is an error naming the known ones. */

@@ -1,4 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../onnx/graph-builder.js';
@@ -90,6 +92,34 @@ describe.skipIf(process.platform !== 'linux' || process.arch !== 'x64')(
       expect(rt.live).toBe(0);
       a.free();
       b.free();
+    });
+
+    it("writes ORT's profile of a session's runs", () => {
+      const rt = new OrtRuntime(LIB);
+      const dir = mkdtempSync(join(tmpdir(), 'ort-profile-'));
+      try {
+        const session = rt.session(tinyModel(), rt.sessionOptions({ profilePrefix: join(dir, 'p') }));
+        const cpu = rt.cpuMemoryInfo();
+        const a = new HostBuffer(16);
+        rt.run(
+          session,
+          null,
+          { a: rt.tensorAt(cpu, a.ptr, 'float', [1, 4]), b: rt.tensorAt(cpu, a.ptr, 'float', [1, 4]) },
+          ['y'],
+        );
+        const file = rt.endProfiling(session);
+        expect(file.startsWith(join(dir, 'p'))).toBe(true);
+        const events = JSON.parse(readFileSync(file, 'utf8')) as {
+          cat: string;
+          args?: { op_name?: string };
+        }[];
+        expect(events.some((e) => e.cat === 'Node' && e.args?.op_name === 'ArgMax')).toBe(true);
+        a.free();
+      } finally {
+        rt.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+      expect(rt.live).toBe(0);
     });
 
     it("turns an OrtStatus into an OrtError with ORT's message", () => {

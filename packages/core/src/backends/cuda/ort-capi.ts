@@ -52,6 +52,10 @@ const PROTOTYPES = {
   ReleaseSessionOptions: 'void f(void *so)',
   SetSessionGraphOptimizationLevel: 'void *f(void *so, int level)',
   SetIntraOpNumThreads: 'void *f(void *so, int n)',
+  EnableProfiling: 'void *f(void *so, const char *prefix)',
+  SessionEndProfiling: 'void *f(void *session, void *allocator, _Out_ void **out)',
+  GetAllocatorWithDefaultOptions: 'void *f(_Out_ void **out)',
+  AllocatorFree: 'void *f(void *allocator, void *p)',
   AddSessionConfigEntry: 'void *f(void *so, const char *key, const char *value)',
   CreateSessionFromArray: 'void *f(void *env, const void *data, size_t len, void *so, _Out_ void **out)',
   ReleaseSession: 'void f(void *session)',
@@ -190,8 +194,10 @@ export class OrtRuntime {
     optimization = 'all' as keyof typeof GraphOptimization,
     intraOpThreads = 0,
     config = {} as Record<string, string>,
+    profilePrefix = '',
   } = {}): Ptr {
     const so = this.create('SessionOptions', (out) => this.api.CreateSessionOptions(out));
+    if (profilePrefix) this.check(this.api.EnableProfiling(so, profilePrefix));
     this.check(this.api.SetSessionGraphOptimizationLevel(so, GraphOptimization[optimization]));
     if (intraOpThreads > 0) this.check(this.api.SetIntraOpNumThreads(so, intraOpThreads));
     for (const [k, v] of Object.entries(config)) this.check(this.api.AddSessionConfigEntry(so, k, v));
@@ -252,6 +258,17 @@ export class OrtRuntime {
     return this.create('Session', (out) =>
       this.api.CreateSessionFromArray(this.env, model, model.length, so, out),
     );
+  }
+
+  /** Ends a profiled session's profile; returns the JSON file ORT wrote. */
+  endProfiling(session: Ptr): string {
+    const allocator: Ptr[] = [null];
+    this.check(this.api.GetAllocatorWithDefaultOptions(allocator));
+    const out: Ptr[] = [null];
+    this.check(this.api.SessionEndProfiling(session, allocator[0], out));
+    const path = koffi.decode(out[0], 'char', -1) as string;
+    this.check(this.api.AllocatorFree(allocator[0], out[0]));
+    return path;
   }
 
   sessionIoCount(session: Ptr): { inputs: number; outputs: number } {
