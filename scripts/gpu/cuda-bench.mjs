@@ -1,7 +1,7 @@
 // Our engine on the cuda executor, on a real-shape checkpoint made by hf_peer.py (GPU machine),
 // with the same prompts the peer sends. Prints one JSON line 'RESULT {...}'.
 //   node scripts/gpu/cuda-bench.mjs MODEL_DIR [bs1|batch|all] [N IN OUT]
-// env: QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 128),
+// env: QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 256),
 //      KV (pool tokens), BUDGET (max batched tokens, 8192), LINEAR=gemm
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ const N = Number(n);
 const IN = Number(inp);
 const OUT = Number(out);
 const t0 = performance.now();
-const blockSize = Number(process.env.BLOCK ?? 128);
+const blockSize = Number(process.env.BLOCK ?? 256);
 const engine = await createCudaEngine(
   {
     model,
@@ -29,6 +29,7 @@ const engine = await createCudaEngine(
     cudaGraph: process.env.GRAPH !== '0',
     attentionMetadata: process.env.META !== '0',
     ...(process.env.LINEAR ? { linear: process.env.LINEAR } : {}),
+    ...(process.env.ARGMAX ? { argmaxChunks: Number(process.env.ARGMAX) } : {}),
   },
 );
 const ex = engine.executor;
@@ -39,6 +40,7 @@ const r = {
   cuda_graph: process.env.GRAPH !== '0',
   attention_metadata: process.env.META !== '0',
   linear: process.env.LINEAR ?? 'matmul',
+  argmax_chunks: Number(process.env.ARGMAX ?? 128),
   block_size: blockSize,
   load_s: (performance.now() - t0) / 1000,
   kv_tokens: engine.info.kvCacheTokens,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine, after `. .device/setup.sh`: our engine on cuda beside the peers, one machine,
 # one go. Results to $OUT (ours-*.log / peer-*.log / compiled-*.log hold 'RESULT {json}' lines).
-#   bash scripts/gpu/cuda-compare.sh [parity] [qwen2.5-0.5b] [llama3-8b] [int4:SHAPE] [nograph:SHAPE]
+#   bash scripts/gpu/cuda-compare.sh [parity] [SHAPE] [int4:SHAPE] [nograph:SHAPE] [compiled:SHAPE] [peers:SHAPE]
+# SHAPE: qwen2.5-0.5b | llama3-8b (hf_peer.py make); peers = compiled + bench (eager, generate_batch)
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export SWITCHYARD_CACHE_DIR=/tmp/switchyard-cache
@@ -15,6 +16,9 @@ for what in "$@"; do
       m=${what#*:}; make_model "$m"
       env $([ "${what%%:*}" = int4 ] && echo QUANT=int4 || echo GRAPH=0) node scripts/gpu/cuda-bench.mjs "/tmp/models/$m" all 2>&1 \
         | tee "$OUT/ours-${what%%:*}-$m.log" | grep -E 'RESULT|Error|rror:' ;;
+    compiled:*)
+      m=${what#*:}; make_model "$m"
+      python3 .gpu/hf_peer.py compiled "/tmp/models/$m" 2>&1 | tee "$OUT/compiled-$m.log" | grep RESULT ;;
     peers:*)
       m=${what#*:}; make_model "$m"
       python3 .gpu/hf_peer.py compiled "/tmp/models/$m" 2>&1 | tee "$OUT/compiled-$m.log" | grep RESULT

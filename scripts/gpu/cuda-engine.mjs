@@ -3,5 +3,5 @@
 import { createEngine } from '@switchyard/server/engine';
 
 export function createCudaEngine(options, settings = {}) {
-  return createEngine({ blockSize: 128, ...options, device: 'cuda', settings });
+  return createEngine({ blockSize: 256, ...options, device: 'cuda', settings });
 }

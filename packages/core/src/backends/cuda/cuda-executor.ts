@@ -26,6 +26,11 @@ export interface CudaSettings {
   attentionMetadata?: boolean;
   fuseProjections?: boolean;
   fuseNorms?: boolean;
+  /**
+   * `next_tokens` as a two-stage argmax over this many chunks of each logits row (default 128):
+   * ORT's CUDA ArgMax over one 151,936-wide row took 3.6 ms of a 5.3 ms 0.5B step.
+   */
+  argmaxChunks?: number;
   /** fp16 linear layers as 'matmul' (default; MatMul on transposes ORT folds at load) or 'gemm' (transB). */
   linear?: 'matmul' | 'gemm';
   /** ORT log severity: 0 verbose … 4 fatal (default 3). */
@@ -196,6 +201,7 @@ export class CudaExecutor implements Executor {
       linear: options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul'),
       fuseProjections: settings.fuseProjections ?? true,
       fuseNorms: settings.fuseNorms ?? true,
+      argmaxChunks: settings.argmaxChunks ?? 128,
     };
     const graph = cachedGraph(
       ckpt,
