@@ -397,7 +397,7 @@ function ResultColumn({ r, color }: { r: ConfigResult; color: string }) {
         <Figure label="KV peak" metric="kv_peak_usage" v={r.kv_peak_usage} text={pct(r.kv_peak_usage)} />
       </dl>
       <Chart
-        title="Over time"
+        title="Running, waiting, KV usage"
         x={t.t_ms}
         lines={lines}
         xLabel="ms"

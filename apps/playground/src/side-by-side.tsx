@@ -7,7 +7,14 @@ import {
   useAttachments,
   useExamples,
 } from './inputs';
-import { type AnswerStats, formatStats, GREEDY, type Sampling, streamChat } from './stream-chat';
+import {
+  type AnswerStats,
+  formatStats,
+  GREEDY,
+  type Sampling,
+  samplingBody,
+  streamChat,
+} from './stream-chat';
 
 interface Column {
   sampling: Sampling;
@@ -15,6 +22,14 @@ interface Column {
   stats?: AnswerStats;
   error?: string;
   stopped?: boolean;
+}
+
+/** The settings that differ from the server's defaults, in one line. */
+function describe(s: Sampling): string {
+  const body = samplingBody(s);
+  return Object.entries(body)
+    .map(([k, v]) => `${k.replace('_', ' ')} ${Array.isArray(v) ? v.join('|') : v}`)
+    .join(' · ');
 }
 
 const START: Column[] = [
@@ -100,7 +115,9 @@ export function SideBySide() {
       <div class="columns">
         {cols.map((c, i) => (
           <section class="column answer-column" key={i} data-column={i}>
-            <h3>{i === 0 ? 'A' : 'B'}</h3>
+            <h3>
+              {i === 0 ? 'A' : 'B'} <span class="setting">{describe(c.sampling)}</span>
+            </h3>
             <details>
               <summary>Sampling {i === 0 ? 'A' : 'B'}</summary>
               <SamplingControls
