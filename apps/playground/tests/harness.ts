@@ -7,7 +7,9 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 
 export const ROOT = join(import.meta.dirname, '..', '..', '..');
 export const BIN = join(ROOT, 'packages', 'server', 'dist', 'bin.js');
-export const MODEL = join(ROOT, 'models', 'switchyard-demo-vision');
+/** The model served (default: the embedded vision demo). */
+export const MODEL =
+  process.env.SWITCHYARD_PLAYGROUND_MODEL ?? join(ROOT, 'models', 'switchyard-demo-vision');
 export const CHROMIUM = process.env.SWITCHYARD_CHROMIUM ?? '/usr/bin/chromium';
 
 /**
