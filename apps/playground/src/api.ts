@@ -55,6 +55,10 @@ export async function getJson<T>(path: string): Promise<T> {
   return (await send(path)).json() as Promise<T>;
 }
 
+export async function deleteJson<T>(path: string): Promise<T> {
+  return (await send(path, { method: 'DELETE' })).json() as Promise<T>;
+}
+
 export async function getBlob(path: string): Promise<Blob> {
   return (await send(path)).blob();
 }

@@ -1,5 +1,5 @@
 import { useMemo, useState } from 'preact/hooks';
-import { type Info, postEvents } from './api';
+import { deleteJson, type Info, postEvents } from './api';
 import { Chart, COLORS, cdfData, type Line } from './charts';
 
 interface ConfigForm {
@@ -149,6 +149,7 @@ export function Compare({ info }: { info: Info }) {
   const [error, setError] = useState('');
   const [running, setRunning] = useState(false);
   const [sent, setSent] = useState<ReturnType<typeof requestBody>>();
+  const [runId, setRunId] = useState<string>();
 
   const setConfig = (i: number, patch: Partial<ConfigForm>) =>
     setConfigs((cs) => cs.map((c, j) => (j === i ? { ...c, ...patch } : c)));
@@ -162,7 +163,8 @@ export function Compare({ info }: { info: Info }) {
     const put = (i: number, s: Slot) => setSlots((ss) => ss.map((x, j) => (j === i ? s : x)));
     try {
       for await (const e of postEvents<RunEvent>('/v1/playground/runs', body)) {
-        if (e.type === 'config-start') put(e.index, { state: 'running', finished: 0, total: 0 });
+        if (e.type === 'start') setRunId(e.id);
+        else if (e.type === 'config-start') put(e.index, { state: 'running', finished: 0, total: 0 });
         else if (e.type === 'progress')
           put(e.index, { state: 'running', finished: e.finished, total: e.total });
         else if (e.type === 'config-done') put(e.index, e.result);
@@ -173,7 +175,11 @@ export function Compare({ info }: { info: Info }) {
       setSlots([]);
     } finally {
       setRunning(false);
+      setRunId(undefined);
     }
+  };
+  const cancel = () => {
+    if (runId) deleteJson(`/v1/playground/runs/${runId}`).catch((e: Error) => setError(e.message));
   };
 
   const done = slots.filter((s): s is ConfigResult => 'cli' in s);
@@ -296,6 +302,11 @@ export function Compare({ info }: { info: Info }) {
         <button type="button" class="run" disabled={running} onClick={() => void run()}>
           {running ? 'Running…' : 'Run comparison'}
         </button>
+        {running && runId && (
+          <button type="button" class="stop" onClick={cancel}>
+            Cancel
+          </button>
+        )}
       </div>
       {error && (
         <p class="error server-error" role="alert">

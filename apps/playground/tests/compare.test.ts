@@ -100,6 +100,20 @@ describe.skipIf(skip)('playground compare in chromium against switchyard serve',
     await page.fill('.config >> nth=1 >> input[name=block_size]', '');
   });
 
+  it('cancels a run from the page: the columns say so and the next run can start', async () => {
+    const { page } = browser;
+    await page.fill('.workload input[name=num_requests]', '256');
+    await page.fill('.workload input[name=output_len]', '64');
+    await page.click('button.run');
+    await page.locator('.result-column .progress:has-text("running")').first().waitFor();
+    await page.click('.compare button.stop');
+    await expect
+      .poll(() => page.locator('.result-column .server-error').allTextContents())
+      .toEqual(['the run was cancelled', 'the run was cancelled']);
+    await expect.poll(() => page.locator('button.run').isEnabled()).toBe(true);
+    await fillWorkload(page);
+  });
+
   it('stays usable at 360 px: no sideways scrolling, the main controls in view', async () => {
     const { page } = browser;
     await page.setViewportSize({ width: 360, height: 740 });

@@ -102,5 +102,5 @@ describe('the multi-turn and images workloads', () => {
     await expect(run(['--workload', 'chat'])).rejects.toThrow(
       /--workload must be one of random, shared-prefix, multi-turn, images/,
     );
-  });
+  }, 30_000);
 });

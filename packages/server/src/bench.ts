@@ -145,29 +145,51 @@ function withImages(o: WorkloadOptions, rng: Rng, around: (n: number) => number,
 /**
  * Runs a workload on an engine in process: each request is sent at its arrival time (and, when
  * chained, once the request it follows has finished). `onResult` sees each result as it lands.
+ * Aborting `signal` aborts the requests in flight and sends no more: the promise then rejects.
  */
 export async function runWorkload(
   engine: Engine,
   w: Workload,
   onResult?: (r: GenerateResult, index: number) => void,
+  signal?: AbortSignal,
 ): Promise<{ results: GenerateResult[]; durationS: number }> {
   const t0 = performance.now();
   const finished: Promise<GenerateResult>[] = [];
-  w.requests.forEach((r, i) => {
-    const before = w.after?.[i] ?? -1;
-    finished.push(
-      (async () => {
-        if (before >= 0) await finished[before];
-        const wait = t0 + w.arrivals[i] * 1000 - performance.now();
-        if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-        const [result] = await engine.generate([r]);
-        onResult?.(result, i);
-        return result;
-      })(),
-    );
-  });
-  const results = await Promise.all(finished);
-  return { results, durationS: (performance.now() - t0) / 1000 };
+  const cancelled = () => new SwitchyardError('the run was cancelled', 'invalid_request');
+  const stop = () => {
+    for (const r of w.requests) if (r.id) engine.abort(r.id);
+  };
+  signal?.addEventListener('abort', stop, { once: true });
+  const sleep = (ms: number) =>
+    new Promise<void>((res) => {
+      const timer = setTimeout(res, ms);
+      const wake = () => {
+        clearTimeout(timer);
+        res();
+      };
+      signal?.addEventListener('abort', wake, { once: true });
+    });
+  try {
+    w.requests.forEach((r, i) => {
+      const before = w.after?.[i] ?? -1;
+      finished.push(
+        (async () => {
+          if (before >= 0) await finished[before];
+          const wait = t0 + w.arrivals[i] * 1000 - performance.now();
+          if (wait > 0) await sleep(wait);
+          if (signal?.aborted) throw cancelled();
+          const [result] = await engine.generate([r]);
+          onResult?.(result, i);
+          return result;
+        })(),
+      );
+    });
+    const results = await Promise.all(finished);
+    if (signal?.aborted) throw cancelled();
+    return { results, durationS: (performance.now() - t0) / 1000 };
+  } finally {
+    signal?.removeEventListener('abort', stop);
+  }
 }
 
 export interface Summary {

@@ -39,7 +39,7 @@ export type RunEvent =
 
 export interface Run {
   id: string;
-  status: 'running' | 'done' | 'failed';
+  status: 'running' | 'done' | 'failed' | 'cancelled';
   created: number;
   request: RunPlan['body'];
   results: (ConfigResult | { name: string; error: string })[];
@@ -51,7 +51,7 @@ export interface Run {
  */
 export class RunStore {
   private readonly runs = new Map<string, Run>();
-  private active: Run | undefined;
+  private active: { run: Run; controller: AbortController } | undefined;
 
   constructor(
     private readonly container: DependencyContainer,
@@ -59,7 +59,14 @@ export class RunStore {
   ) {}
 
   get busy(): Run | undefined {
-    return this.active;
+    return this.active?.run;
+  }
+
+  /** Cancels the run if it is the one running: its requests are aborted, later configs skipped. */
+  cancel(id: string): boolean {
+    if (this.active?.run.id !== id) return false;
+    this.active.controller.abort();
+    return true;
   }
 
   get(id: string): Run | undefined {
@@ -79,30 +86,41 @@ export class RunStore {
       request: plan.body,
       results: [],
     };
-    this.active = run;
+    const controller = new AbortController();
+    this.active = { run, controller };
     this.runs.set(run.id, run);
     while (this.runs.size > this.maxRuns) this.runs.delete(this.runs.keys().next().value!);
-    void this.execute(run, plan, onEvent).finally(() => {
+    void this.execute(run, plan, controller.signal, onEvent).finally(() => {
       this.active = undefined;
     });
     return run;
   }
 
-  private async execute(run: Run, plan: RunPlan, onEvent: (e: RunEvent) => void) {
+  private async execute(run: Run, plan: RunPlan, signal: AbortSignal, onEvent: (e: RunEvent) => void) {
     onEvent({ type: 'start', id: run.id, configs: plan.options.length });
     for (const [index, options] of plan.options.entries()) {
       const name = plan.names[index];
+      if (signal.aborted) {
+        run.results.push({ name, error: 'the run was cancelled' });
+        onEvent({ type: 'error', index, message: 'the run was cancelled' });
+        continue;
+      }
       onEvent({ type: 'config-start', index, name });
       try {
-        const result = await runConfig(name, options, plan.workload, this.container, (finished, total) =>
-          onEvent({ type: 'progress', index, finished, total }),
+        const result = await runConfig(
+          name,
+          options,
+          plan.workload,
+          this.container,
+          (finished, total) => onEvent({ type: 'progress', index, finished, total }),
+          signal,
         );
         run.results.push(result);
         onEvent({ type: 'config-done', index, result });
       } catch (e) {
         const message = (e as Error).message;
         run.results.push({ name, error: message });
-        run.status = 'failed';
+        run.status = signal.aborted ? 'cancelled' : 'failed';
         onEvent({ type: 'error', index, message });
       }
     }
@@ -117,6 +135,7 @@ async function runConfig(
   workloadOptions: WorkloadOptions,
   container: DependencyContainer,
   onProgress: (finished: number, total: number) => void,
+  signal: AbortSignal,
 ): Promise<ConfigResult> {
   const t0 = performance.now();
   const engine = await createEngine({ ...options, container });
@@ -139,15 +158,20 @@ async function runConfig(
     let lastReport = 0;
     let outcome: { results: GenerateResult[]; durationS: number };
     try {
-      outcome = await runWorkload(engine, w, () => {
-        finished++;
-        sample();
-        const now = performance.now();
-        if (now - lastReport > 50 || finished === total) {
-          lastReport = now;
-          onProgress(finished, total);
-        }
-      });
+      outcome = await runWorkload(
+        engine,
+        w,
+        () => {
+          finished++;
+          sample();
+          const now = performance.now();
+          if (now - lastReport > 50 || finished === total) {
+            lastReport = now;
+            onProgress(finished, total);
+          }
+        },
+        signal,
+      );
     } finally {
       clearInterval(timer);
     }

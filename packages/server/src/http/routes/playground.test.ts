@@ -9,6 +9,7 @@ import { DEMO_VISION_MODEL } from '../../cli.js';
 import { createEngine, registerBuiltins } from '../../create-engine.js';
 import { buildServer, type Server } from '../app.js';
 import { examples } from './playground.js';
+import type { ConfigResult } from './playground-runs.js';
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'dist', 'bin.js');
 
@@ -134,7 +135,7 @@ describe('the playground API', () => {
       'config-done',
       'done',
     ]);
-    const results = evs.filter((e) => e.type === 'config-done').map((e) => e.result as Record<string, any>);
+    const results = evs.filter((e) => e.type === 'config-done').map((e) => e.result as ConfigResult);
     // The same engine and workload built here directly give the same token counts and prefix hits.
     for (const [i, r] of results.entries()) {
       expect(r.requests).toBe(6);
@@ -189,6 +190,32 @@ describe('the playground API', () => {
     for (let i = 0; i < 2; i++) await events(await post(url, { configs: [{}], workload: SMALL }));
     const { runs } = await (await fetch(`${url}/v1/playground/runs`)).json();
     expect(runs).toHaveLength(2);
+  });
+
+  it('cancels a running run: its requests are aborted, later configs skipped, the next run accepted', async () => {
+    const res = await post(url, {
+      configs: [{}, {}],
+      workload: { ...SMALL, num_requests: 64, output_len: 200 },
+    });
+    const reading = events(res);
+    // Wait until the first config is under way, then cancel.
+    let id: string | undefined;
+    while (!id) {
+      const { runs } = await (await fetch(`${url}/v1/playground/runs`)).json();
+      id = runs.find((r: { status: string }) => r.status === 'running')?.id;
+    }
+    const cancel = await fetch(`${url}/v1/playground/runs/${id}`, { method: 'DELETE' });
+    expect(cancel.status).toBe(200);
+    const evs = await reading;
+    expect(evs.filter((e) => e.type === 'error').map((e) => e.message)).toEqual([
+      'the run was cancelled',
+      'the run was cancelled',
+    ]);
+    expect(evs.at(-1)).toMatchObject({ type: 'done', status: 'cancelled' });
+    expect((await fetch(`${url}/v1/playground/runs/${id}`, { method: 'DELETE' })).status).toBe(409);
+    expect((await fetch(`${url}/v1/playground/runs/nope`, { method: 'DELETE' })).status).toBe(404);
+    const next = await events(await post(url, { configs: [{}], workload: SMALL }));
+    expect(next.at(-1)).toMatchObject({ type: 'done', status: 'done' });
   });
 
   it('runs the multi-turn and images workloads', async () => {

@@ -151,6 +151,21 @@ export function registerPlayground(app: FastifyInstance, ctx: Context): void {
     return { runs: store.list() };
   });
 
+  app.delete<{ Params: { id: string } }>('/v1/playground/runs/:id', async (req) => {
+    admit(req);
+    const run = store.get(req.params.id);
+    if (!run) throw new HttpError(404, `no run '${req.params.id}'`, 'not_found_error', 'id', 'not_found');
+    if (!store.cancel(run.id))
+      throw new HttpError(
+        409,
+        `run ${run.id} is not running (it is ${run.status})`,
+        'conflict_error',
+        'id',
+        'not_running',
+      );
+    return { id: run.id, status: 'cancelling' };
+  });
+
   app.get<{ Params: { id: string } }>('/v1/playground/runs/:id', async (req) => {
     admit(req);
     const run = store.get(req.params.id);
