@@ -79,9 +79,9 @@ export function App() {
             )}
           </div>
         )}
-        {info && mode === 'chat' && <Chat />}
+        {info && mode === 'chat' && <Chat multimodal={info.multimodal} />}
         {info && mode === 'compare' && <Compare info={info} />}
-        {info && mode === 'side-by-side' && <SideBySide />}
+        {info && mode === 'side-by-side' && <SideBySide multimodal={info.multimodal} />}
       </main>
     </>
   );

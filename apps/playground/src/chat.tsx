@@ -17,7 +17,7 @@ interface Shown extends Turn {
 }
 
 /** Chat mode: a conversation with the served model, pictures attached, answers streamed. */
-export function Chat() {
+export function Chat({ multimodal }: { multimodal: boolean }) {
   const [turns, setTurns] = useState<Shown[]>([]);
   const [draft, setDraft] = useState('');
   const [sampling, setSampling] = useState<Sampling>(GREEDY);
@@ -53,7 +53,7 @@ export function Chat() {
   return (
     <div class="chat" {...dropAndPaste(att)}>
       <ExampleStrip
-        examples={examples}
+        {...examples}
         onPick={(url, q) => {
           att.setItems([url]);
           if (q) setDraft(q);
@@ -80,7 +80,7 @@ export function Chat() {
           void send();
         }}
       >
-        <AttachmentList att={att} />
+        <AttachmentList att={att} multimodal={multimodal} />
         <div class="row">
           <textarea
             name="prompt"

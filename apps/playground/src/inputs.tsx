@@ -41,8 +41,9 @@ export function dropAndPaste(att: Attachments) {
   };
 }
 
-export function AttachmentList({ att }: { att: Attachments }) {
+export function AttachmentList({ att, multimodal }: { att: Attachments; multimodal: boolean }) {
   const input = useRef<HTMLInputElement>(null);
+  if (!multimodal && att.items.length === 0 && !att.error) return null;
   return (
     <div class="attachments">
       {att.items.map((url, i) => (
@@ -81,55 +82,59 @@ export function AttachmentList({ att }: { att: Attachments }) {
 
 /** The model folder's example pictures (as data: URLs) and the questions its reference asks. */
 export function useExamples() {
-  const [examples, setExamples] = useState<(Example & { url: string })[]>([]);
+  const [state, setState] = useState<{ examples: (Example & { url: string })[]; questions: string[] }>({
+    examples: [],
+    questions: [],
+  });
   useEffect(() => {
     let live = true;
-    getJson<{ examples: Example[] }>('/v1/playground/examples')
-      .then(async ({ examples }) => {
+    getJson<{ examples: Example[]; questions: string[] }>('/v1/playground/examples')
+      .then(async ({ examples, questions }) => {
         const withUrls = await Promise.all(
           examples.map(async (e) => ({
             ...e,
             url: await dataUrl(await getBlob(`/v1/playground/examples/${e.file}`)),
           })),
         );
-        if (live) setExamples(withUrls);
+        if (live) setState({ examples: withUrls, questions });
       })
       .catch(() => {});
     return () => {
       live = false;
     };
   }, []);
-  return examples;
+  return state;
 }
 
 /** Example pictures, one click from being attached with their question; and every question. */
 export function ExampleStrip({
   examples,
+  questions,
   onPick,
   onQuestion,
-}: {
-  examples: (Example & { url: string })[];
+}: ReturnType<typeof useExamples> & {
   onPick: (url: string, question: string | undefined) => void;
   onQuestion: (q: string) => void;
 }) {
-  if (examples.length === 0) return null;
-  const questions = [...new Set(examples.map((e) => e.question).filter((q): q is string => !!q))];
+  if (examples.length === 0 && questions.length === 0) return null;
   return (
     <section class="examples" aria-label="examples">
-      <div class="example-pictures">
-        {examples.map((e) => (
-          <button
-            type="button"
-            class="example"
-            key={e.file}
-            data-file={e.file}
-            title={e.question ? `${e.file}: ${e.question}` : e.file}
-            onClick={() => onPick(e.url, e.question)}
-          >
-            <img src={e.url} alt={e.file} />
-          </button>
-        ))}
-      </div>
+      {examples.length > 0 && (
+        <div class="example-pictures">
+          {examples.map((e) => (
+            <button
+              type="button"
+              class="example"
+              key={e.file}
+              data-file={e.file}
+              title={e.question ? `${e.file}: ${e.question}` : e.file}
+              onClick={() => onPick(e.url, e.question)}
+            >
+              <img src={e.url} alt={e.file} />
+            </button>
+          ))}
+        </div>
+      )}
       {questions.length > 0 && (
         <div class="example-questions">
           {questions.map((q) => (

@@ -41,7 +41,7 @@ const START: Column[] = [
  * Side-by-side chat: one prompt (and pictures) sent twice at once to the served engine with two
  * sampling settings; the answers stream into two columns.
  */
-export function SideBySide() {
+export function SideBySide({ multimodal }: { multimodal: boolean }) {
   const [cols, setCols] = useState<Column[]>(START);
   const [draft, setDraft] = useState('');
   const [busy, setBusy] = useState(false);
@@ -78,7 +78,7 @@ export function SideBySide() {
   return (
     <div class="side-by-side" {...dropAndPaste(att)}>
       <ExampleStrip
-        examples={examples}
+        {...examples}
         onPick={(url, q) => {
           att.setItems([url]);
           if (q) setDraft(q);
@@ -92,7 +92,7 @@ export function SideBySide() {
           void send();
         }}
       >
-        <AttachmentList att={att} />
+        <AttachmentList att={att} multimodal={multimodal} />
         <div class="row">
           <textarea
             name="prompt"

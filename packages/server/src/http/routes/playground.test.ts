@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createContainer, type EngineOptions } from '@switchyard/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { register as registerPrefillFirst } from '../../../../../docs/examples/prefill-first-scheduler.js';
 import { makeWorkload, runWorkload } from '../../bench.js';
-import { DEMO_VISION_MODEL } from '../../cli.js';
+import { DEMO_MODEL, DEMO_VISION_MODEL } from '../../cli.js';
 import { createEngine, registerBuiltins } from '../../create-engine.js';
 import { buildServer, type Server } from '../app.js';
 import { examples } from './playground.js';
@@ -255,6 +256,39 @@ describe('the playground switches', () => {
       const page = await fetch(`${url}/`);
       expect(page.status).toBe(404);
       expect(await page.text()).toMatch(/npm run build/);
+    } finally {
+      await server.drain(1000);
+    }
+  });
+
+  it('offers a scheduler registered by user code, and runs it; a text model gets questions, no pictures', async () => {
+    const container = registerBuiltins(createContainer());
+    registerPrefillFirst(container);
+    const engine = await createEngine({ model: DEMO_MODEL, container });
+    const server = buildServer({
+      engine,
+      playground: { engineOptions: { model: DEMO_MODEL }, container, staticDir: tmpdir() },
+    });
+    const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const info = await (await fetch(`${url}/v1/playground/info`)).json();
+      expect(info.schedulers).toEqual(['continuous', 'fcfs', 'prefill-first']);
+      expect(info.multimodal).toBe(false);
+      const evs = await events(
+        await post(url, { configs: [{ scheduler: 'prefill-first', attention: 'radix' }], workload: SMALL }),
+      );
+      const done = evs.find((e) => e.type === 'config-done') as { result: ConfigResult };
+      expect(done.result.engine).toMatchObject({ scheduler: 'prefill-first', attention: 'radix' });
+      expect(done.result.requests).toBe(6);
+      const images = await post(url, { configs: [{}], workload: { workload: 'images' } });
+      expect(images.status).toBe(400);
+      expect((await images.json()).error.param).toBe('workload.workload');
+      const ref = JSON.parse(readFileSync(join(DEMO_MODEL, 'demo_reference.json'), 'utf8'));
+      const listed = await (await fetch(`${url}/v1/playground/examples`)).json();
+      expect(listed.examples).toEqual([]);
+      expect(listed.questions).toEqual([
+        ...new Set(ref.chat.map((c: { messages: { content: string }[] }) => c.messages[0].content)),
+      ]);
     } finally {
       await server.drain(1000);
     }

@@ -93,7 +93,8 @@ export function registerPlayground(app: FastifyInstance, ctx: Context): void {
 
   app.get('/v1/playground/examples', async (req) => {
     admit(req);
-    return { examples: examples(engine.checkpoint.dir) };
+    const dir = engine.checkpoint.dir;
+    return { examples: engine.spec.multimodal ? examples(dir) : [], questions: exampleQuestions(dir) };
   });
 
   app.get<{ Params: { file: string } }>('/v1/playground/examples/:file', async (req, reply) => {
@@ -188,30 +189,44 @@ export interface Example {
   answer?: string;
 }
 
+interface Reference {
+  chat?: { image?: string; messages?: { content?: unknown }[]; generated_text?: string }[];
+}
+
+/** The questions of `<model>/demo_reference.json` (its last user turns), with their pictures. */
+function referenceQuestions(modelDir: string): { image?: string; question: string; answer?: string }[] {
+  let ref: Reference;
+  try {
+    ref = JSON.parse(readFileSync(join(modelDir, 'demo_reference.json'), 'utf8'));
+  } catch {
+    return []; // No reference file (or an unreadable one): no questions to offer.
+  }
+  return (ref.chat ?? []).flatMap((c) => {
+    const parts = c.messages?.at(-1)?.content;
+    const question = Array.isArray(parts)
+      ? parts.find((p): p is { text: string } => typeof p?.text === 'string')?.text
+      : typeof parts === 'string'
+        ? parts
+        : undefined;
+    return question ? [{ image: c.image?.split('/').pop(), question, answer: c.generated_text }] : [];
+  });
+}
+
 /** The pictures in `<model>/examples/`, with the questions `demo_reference.json` asks about them. */
 export function examples(modelDir: string): Example[] {
   const dir = join(modelDir, 'examples');
   if (!existsSync(dir)) return [];
-  const questions = new Map<string, { question: string; answer?: string }>();
-  try {
-    const ref = JSON.parse(readFileSync(join(modelDir, 'demo_reference.json'), 'utf8')) as {
-      chat?: { image?: string; messages?: { content?: unknown }[]; generated_text?: string }[];
-    };
-    for (const c of ref.chat ?? []) {
-      const parts = c.messages?.at(-1)?.content;
-      const text = Array.isArray(parts)
-        ? parts.find((p): p is { text: string } => typeof p?.text === 'string')?.text
-        : typeof parts === 'string'
-          ? parts
-          : undefined;
-      if (c.image && text)
-        questions.set(c.image.split('/').pop()!, { question: text, answer: c.generated_text });
-    }
-  } catch {
-    // No reference file (or an unreadable one): the pictures come without questions.
-  }
+  const byImage = new Map(referenceQuestions(modelDir).map((q) => [q.image, q]));
   return readdirSync(dir)
     .filter((f) => /\.(png|jpe?g|webp)$/i.test(f))
     .sort()
-    .map((file) => ({ file, ...questions.get(file) }));
+    .map((file) => {
+      const q = byImage.get(file);
+      return q ? { file, question: q.question, answer: q.answer } : { file };
+    });
+}
+
+/** Every distinct question of the model's reference file, in its order (text models have some too). */
+export function exampleQuestions(modelDir: string): string[] {
+  return [...new Set(referenceQuestions(modelDir).map((q) => q.question))];
 }
