@@ -140,6 +140,18 @@ export function planRun(
       enablePrefixCaching: bool('enable_prefix_caching') ?? base.enablePrefixCaching,
       enableChunkedPrefill: bool('enable_chunked_prefill') ?? base.enableChunkedPrefill,
     };
+    // The served pool is the memory the operator gave the server; a run may not take more.
+    const pool = Math.max(engine.info.kvCacheTokens, base.kvCacheTokens ?? 0);
+    if (o.kvCacheTokens! > pool)
+      throw badRequest(
+        `${at}.kv_cache_tokens must be at most ${pool} (the served engine's pool); start the server with a larger --kv-cache-tokens to compare larger pools`,
+        `${at}.kv_cache_tokens`,
+      );
+    if ((o.blockSize ?? 16) > Math.min(1024, o.kvCacheTokens!))
+      throw badRequest(
+        `${at}.block_size must be at most ${Math.min(1024, o.kvCacheTokens!)} (1024, and no more than the pool's tokens)`,
+        `${at}.block_size`,
+      );
     checkConfig(o, engine, container, at, maxLen);
     names.push(name);
     options.push(o);

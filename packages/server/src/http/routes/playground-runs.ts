@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { resolve } from 'node:path';
 import type { DependencyContainer, Engine, EngineOptions, GenerateResult } from '@switchyard/core';
 import {
   type BenchReport,
@@ -226,7 +227,7 @@ function thin(t: ConfigResult['timeline'], max: number): ConfigResult['timeline'
 
 /** `switchyard bench` flags that build the same engine and send the same seeded workload. */
 export function benchCommand(o: EngineOptions, w: WorkloadOptions): string {
-  const args = ['npx', 'switchyard', 'bench', '--model', o.model];
+  const args = ['npx', 'switchyard', 'bench', '--model', resolve(o.model)];
   const flag = (name: string, v: unknown) => {
     if (v !== undefined && v !== null) args.push(`--${name}`, String(v));
   };

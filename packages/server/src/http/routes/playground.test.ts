@@ -106,6 +106,8 @@ describe('the playground API', () => {
     ],
     [{ configs: [{ kv_cache_tokens: 32 }], workload: SMALL }, 'configs[0].kv_cache_tokens'],
     [{ configs: [{ swap_space: 4 }] }, 'configs[0].swap_space'],
+    [{ configs: [{ kv_cache_tokens: 1 << 24 }] }, 'configs[0].kv_cache_tokens'],
+    [{ configs: [{ block_size: 4096 }] }, 'configs[0].block_size'],
     [{ configs: [{}], workload: { workload: 'sharegpt' } }, 'workload.workload'],
     [{ configs: [{}], workload: { num_requests: 0 } }, 'workload.num_requests'],
     [{ configs: [{}], workload: { input_len: 2000 } }, 'configs[0].kv_cache_tokens'],
