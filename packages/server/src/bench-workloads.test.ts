@@ -4,8 +4,10 @@ import { promisify } from 'node:util';
 import { decodeImage, imageHash } from '@switchyard/core';
 import { describe, expect, it } from 'vitest';
 import { makeWorkload, runWorkload, type WorkloadOptions } from './bench.js';
+import { runHttpBench } from './bench-http.js';
 import { DEMO_VISION_MODEL } from './cli.js';
 import { createEngine } from './create-engine.js';
+import { buildServer } from './http/app.js';
 
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin.js');
 
@@ -76,6 +78,28 @@ describe('the multi-turn and images workloads', () => {
       expect(results.map((r) => r.usage.cachedTokens)).toEqual([0, 32, 0, 32]);
     } finally {
       await engine.close();
+    }
+  });
+
+  it('over HTTP too: a follow-up turn is sent after the turn before it, so the server reports its prefix cached', async () => {
+    const engine = await createEngine({ model: DEMO_VISION_MODEL });
+    const server = buildServer({ engine });
+    const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const w = makeWorkload(
+        options({
+          workload: 'multi-turn',
+          numTurns: 2,
+          numRequests: 4,
+          inputLen: 40,
+          vocabSize: engine.info.vocabSize,
+        }),
+      );
+      const { results } = await runHttpBench(url, w);
+      expect(results.map((r) => r.error)).toEqual([undefined, undefined, undefined, undefined]);
+      expect(results.map((r) => r.cachedTokens)).toEqual([0, 32, 0, 32]);
+    } finally {
+      await server.drain(1000);
     }
   });
 
