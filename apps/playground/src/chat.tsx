@@ -66,7 +66,7 @@ export function Chat({ multimodal }: { multimodal: boolean }) {
             {t.images.map((url, j) => (
               <img class="sent-picture" src={url} alt={`attachment ${j + 1}`} key={j} />
             ))}
-            {(t.text || t.role === 'user') && <p class="text">{t.text}</p>}
+            {(t.text || t.role === 'user' || t.streaming) && <p class="text">{t.text}</p>}
             {t.error && <p class="error server-error">{t.error}</p>}
             {t.stopped && <p class="note">stopped</p>}
             {t.stats && <p class="stats">{formatStats(t.stats)}</p>}
