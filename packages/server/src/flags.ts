@@ -13,6 +13,7 @@ export const ENGINE_FLAGS = {
   'kv-cache-tokens': { type: 'string' },
   'block-size': { type: 'string' },
   'no-prefix-caching': { type: 'boolean' },
+  'no-chunked-prefill': { type: 'boolean' },
   quantization: { type: 'string' },
   json: { type: 'boolean' },
 } as const;
@@ -41,6 +42,7 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     kvCacheTokens: int('kv-cache-tokens'),
     blockSize: int('block-size'),
     enablePrefixCaching: values['no-prefix-caching'] ? false : undefined,
+    enableChunkedPrefill: values['no-chunked-prefill'] ? false : undefined,
     quantization: values.quantization as EngineOptions['quantization'],
   };
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { SwitchyardError } from '@switchyard/core';
-import { createEngine } from './create-engine.js';
+import { createContainer, SwitchyardError } from '@switchyard/core';
+import { createEngine, registerBuiltins } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions } from './flags.js';
 import { buildServer } from './http/app.js';
 
@@ -23,6 +23,7 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       'allowed-local-media-path': { type: 'string' },
       'image-cache-mb': { type: 'string' },
       'max-images-per-request': { type: 'string', default: '8' },
+      'no-playground': { type: 'boolean' },
     },
   });
   const num = (name: keyof typeof values, min: number): number => {
@@ -32,7 +33,9 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     return n;
   };
   const port = num('port', 0);
-  const engine = await createEngine(engineOptions({ ...values, model: values.model ?? defaultModel }));
+  const options = engineOptions({ ...values, model: values.model ?? defaultModel });
+  const container = registerBuiltins(createContainer());
+  const engine = await createEngine({ ...options, container });
   const server = buildServer({
     engine,
     modelName: values['served-model-name'],
@@ -46,6 +49,7 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
         .filter(Boolean),
       allowedLocalPath: values['allowed-local-media-path'],
     },
+    playground: values['no-playground'] ? undefined : { engineOptions: options, container },
   });
   const address = await server.app.listen({ host: values.host, port });
   process.stderr.write(

@@ -12,6 +12,7 @@ import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
 import { loadMedia, type MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
 import { prometheusText } from './prometheus.js';
+import { type PlaygroundOptions, registerPlayground } from './routes/playground.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -26,6 +27,8 @@ export interface ServerOptions {
   maxImagesPerRequest?: number;
   /** Where images may come from (data URLs always; http(s) and local files as allowed here). */
   media?: MediaPolicy;
+  /** Serve the playground page at `/` and its API under /v1/playground (off when absent). */
+  playground?: PlaygroundOptions;
 }
 
 export interface Server {
@@ -126,6 +129,8 @@ export function buildServer(options: ServerOptions): Server {
         : { ...m, content: m.content.map((p) => (p.type === 'image_url' ? { type: 'image' as const } : p)) },
     );
   };
+
+  if (options.playground) registerPlayground(app, { ...options.playground, engine, modelName, admit });
 
   app.get('/health', async (_req, reply) => {
     if (draining) return reply.status(503).send({ status: 'draining' });
