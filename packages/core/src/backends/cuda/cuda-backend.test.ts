@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Checkpoint } from '../../loader/checkpoint.js';
 import type { ModelSpec } from '../../model.js';
-import { cudaBackend } from './index.js';
+import { cudaBackend } from './cuda-backend.js';
 
 describe('cudaBackend', () => {
   it('declares fp16 with int4 and fails a missing install with the fix command', async () => {
