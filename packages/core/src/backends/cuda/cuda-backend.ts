@@ -53,6 +53,11 @@ export const cudaBackend: Backend = {
         'dtype',
       );
     }
+    if (options.blockSize < 128) {
+      process.emitWarning(
+        `cuda: block size ${options.blockSize} takes PagedAttention's slow path (ORT 1.29 is fast from 128); use blockSize ${CUDA_DEFAULT_BLOCK_SIZE}`,
+      );
+    }
     // The executor (and koffi's native addon) load only when a cuda engine is made.
     const { CudaExecutor } = await import('./cuda-executor.js');
     return CudaExecutor.create(checkpoint, model.decoder, {

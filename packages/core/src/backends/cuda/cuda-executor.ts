@@ -96,6 +96,36 @@ function preload(paths: readonly string[]): void {
   }
 }
 
+/**
+ * KV pool tokens for a memory utilization, as vLLM's `--gpu-memory-utilization`: everything in use
+ * now (weights, the provider's workspace, other processes) plus the pool stays within
+ * `utilization` × total device memory.
+ */
+export function kvTokensForMemory(
+  memory: { free: number; total: number },
+  utilization: number,
+  kvBytesPerToken: number,
+): number {
+  if (!(utilization > 0 && utilization <= 1)) {
+    throw new SwitchyardError(
+      `memoryUtilization must be in (0, 1], got ${utilization}`,
+      'invalid_request',
+      'memoryUtilization',
+    );
+  }
+  const used = memory.total - memory.free;
+  const budget = utilization * memory.total - used;
+  if (budget < kvBytesPerToken) {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new SwitchyardError(
+      `memoryUtilization ${utilization} leaves no room for the KV cache: ${gib(used)} GiB of ${gib(memory.total)} GiB are in use after loading the weights; raise memoryUtilization or set kvCacheTokens`,
+      'capacity',
+      'memoryUtilization',
+    );
+  }
+  return Math.floor(budget / kvBytesPerToken);
+}
+
 const ALIGN = 64; // int32 elements (256 bytes) between packed input regions
 
 /**
@@ -115,6 +145,7 @@ export class CudaExecutor implements Executor {
   /** Summed over steps (ms): the ORT run, the input copy, the output copy. */
   readonly timing = { runMs: 0, uploadMs: 0, downloadMs: 0, steps: 0 };
   private readonly maxBlocks: number;
+  private readonly maxLen: number;
   private readonly memInfo: Ptr;
   private readonly cpuInfo: Ptr;
   private readonly binding: Ptr;
@@ -145,7 +176,9 @@ export class CudaExecutor implements Executor {
     this.vocabSize = spec.vocabSize;
     this.kvBytesPerToken = CudaExecutor.kvBytesPerToken(spec);
     this.pool = { numBlocks, blockSize: options.blockSize };
-    this.maxBlocks = Math.ceil(options.maxModelLen / options.blockSize);
+    // The engine admits no sequence longer than the pool: that bounds block tables and lengths.
+    this.maxLen = Math.min(options.maxModelLen, numBlocks * options.blockSize);
+    this.maxBlocks = Math.ceil(this.maxLen / options.blockSize);
     this.memInfo = ort.deviceMemoryInfo(epDevice);
     this.cpuInfo = ort.cpuMemoryInfo();
     this.binding = ort.ioBinding(session);
@@ -249,22 +282,13 @@ export class CudaExecutor implements Executor {
         session = open(false);
       }
       const kvBytesPerToken = CudaExecutor.kvBytesPerToken(spec);
-      let tokens = options.kvCacheTokens;
-      if (tokens === undefined) {
-        const util = options.memoryUtilization ?? 0.9;
-        if (!(util > 0 && util < 1)) {
-          throw new SwitchyardError(
-            `memoryUtilization must be in (0, 1), got ${util}`,
-            'invalid_request',
-            'memoryUtilization',
-          );
-        }
-        tokens = Math.floor((cuda.memInfo().free * util) / kvBytesPerToken);
-      }
+      const tokens =
+        options.kvCacheTokens ??
+        kvTokensForMemory(cuda.memInfo(), options.memoryUtilization ?? 0.9, kvBytesPerToken);
       const numBlocks = Math.floor(tokens / options.blockSize);
-      if (numBlocks < Math.ceil(options.maxModelLen / options.blockSize)) {
+      if (numBlocks < 1) {
         throw new SwitchyardError(
-          `the KV cache holds ${numBlocks * options.blockSize} tokens, fewer than maxModelLen (${options.maxModelLen}); raise kvCacheTokens / memoryUtilization or lower maxModelLen`,
+          `the KV cache would hold ${tokens} tokens, less than one block of ${options.blockSize}; raise kvCacheTokens / memoryUtilization`,
           'capacity',
           'kvCacheTokens',
         );
@@ -455,7 +479,7 @@ export class CudaExecutor implements Executor {
     if (this.metadata) {
       // Read when the graph is captured: bounds valid for every replay (1 query token, any length).
       const meta = this.cuda.mallocHost(8);
-      new Int32Array(meta.view, 0, 2).set([1, this.options.maxModelLen]);
+      new Int32Array(meta.view, 0, 2).set([1, this.maxLen]);
       bind(PagedDecoderIO.attentionMetadata, ort.tensorAt(this.cpuInfo, meta.address, 'int32', [2]));
     }
     bind(PagedDecoderIO.logits, ort.tensorAt(this.memInfo, logits, 'float', [size, this.vocabSize]), true);
