@@ -1,3 +1,4 @@
+import { SwitchyardError } from '../errors.js';
 import type { Executor } from '../executor.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec, VisionTowerSpec } from '../model.js';
@@ -42,11 +43,23 @@ export interface Backend {
   ): Promise<VisionRunner>;
 }
 
-/** KV pool tokens for a byte budget: `kvCacheTokens` when given, else `bytes` worth, at most `maxTokens`. */
+/**
+ * KV pool tokens for a backend with a fixed byte budget: `kvCacheTokens` when given, else `bytes`
+ * worth, at most `maxTokens`. Such a backend does not measure device memory, so it refuses
+ * `memoryUtilization` rather than ignore it.
+ */
 export function kvPoolTokens(
-  options: Pick<ExecutorOptions, 'kvCacheTokens'>,
+  backend: string,
+  options: Pick<ExecutorOptions, 'kvCacheTokens' | 'memoryUtilization'>,
   kvBytesPerToken: number,
   budget: { bytes: number; maxTokens: number },
 ): number {
+  if (options.memoryUtilization !== undefined) {
+    throw new SwitchyardError(
+      `memoryUtilization is not supported on the ${backend} device; size the KV pool with kvCacheTokens`,
+      'invalid_request',
+      'memoryUtilization',
+    );
+  }
   return options.kvCacheTokens ?? Math.min(budget.maxTokens, Math.floor(budget.bytes / kvBytesPerToken));
 }
