@@ -35,7 +35,10 @@ export interface Backend {
   readonly quantizations: readonly ('none' | 'int4')[];
   /** Builds the decoder executor; its `pool` says how many blocks it allocated. */
   createExecutor(checkpoint: Checkpoint, model: ModelSpec, options: ExecutorOptions): Promise<Executor>;
-  /** Runs a model's vision tower (VLMs); absent = the backend cannot run towers. */
+  /**
+   * Runs a model's vision tower (VLMs); absent = the backend cannot run towers. `dtype` is the
+   * decoder's; a backend may run towers in another (cpu and webgpu run them in fp32).
+   */
   createVisionRunner?(
     checkpoint: Checkpoint,
     tower: VisionTowerSpec,
