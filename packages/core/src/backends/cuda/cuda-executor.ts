@@ -6,17 +6,17 @@ import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
 import type { Checkpoint } from '../../loader/checkpoint.js';
 import { float32ToFloat16 } from '../../loader/safetensors.js';
 import type { DecoderSpec } from '../../model.js';
-import { DecoderIO } from '../../onnx/decoder-graph.js';
+import { buildDecoder, DecoderIO } from '../../onnx/decoder-recipe.js';
 import { cachedGraph } from '../../onnx/graph-cache.js';
-import {
-  buildPagedDecoderGraph,
-  PagedDecoderIO,
-  type PagedDecoderOptions,
-} from '../../onnx/paged-decoder-graph.js';
 import { gatherImageRows } from '../image-rows.js';
+import { PagedAttentionIO, pagedAttention } from '../webgpu/paged-attention.js';
 import { CudaRuntime } from './cuda-runtime.js';
 import { type CudaLibraries, locateCudaLibraries } from './install.js';
 import { OrtRuntime, type Ptr } from './ort-capi.js';
+import { type PackedLayout, packDecodeBucket, packedLayout, packStep, stepShape } from './step-inputs.js';
+
+/** The decoder's inputs and outputs: the recipe's, plus paged attention's (shared with webgpu). */
+const PagedDecoderIO = { ...DecoderIO, ...PagedAttentionIO } as const;
 
 /** Knobs of the cuda path (`ExecutorOptions.settings`), each measured in docs/decisions/0008. */
 export interface CudaSettings {
@@ -58,7 +58,7 @@ interface GraphBucket {
   host: Int32Array;
   hostAddress: bigint;
   device: bigint;
-  offsets: { ids: number; cu: number; past: number; table: number; sample: number; total: number };
+  offsets: PackedLayout;
   logits: bigint;
   nextTokens: bigint;
 }
@@ -126,7 +126,7 @@ export function kvTokensForMemory(
   return Math.floor(budget / kvBytesPerToken);
 }
 
-const ALIGN = 64; // int32 elements (256 bytes) between packed input regions
+// int32 elements (256 bytes) between packed input regions
 
 /**
  * The decoder on ONNX Runtime's CUDA provider through the C API. Weights, KV pools, step inputs
@@ -228,10 +228,13 @@ export class CudaExecutor implements Executor {
     const settings = options.settings ?? {};
     const libs = options.libraries ?? locateCudaLibraries({ cudaLibDir: settings.cudaLibDir });
     preload(libs.cudaLibs);
-    const graphOptions: PagedDecoderOptions = {
+    const graphOptions = {
       maxPositions: options.maxModelLen,
       attentionMetadata: settings.attentionMetadata ?? true,
-      linear: options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul'),
+      linear: (options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul')) as
+        | 'int4'
+        | 'matmul'
+        | 'gemm',
       fuseProjections: settings.fuseProjections ?? true,
       fuseNorms: settings.fuseNorms ?? true,
       argmaxChunks: settings.argmaxChunks ?? 128,
@@ -240,7 +243,20 @@ export class CudaExecutor implements Executor {
       ckpt,
       'decoder-paged',
       { spec, ep: 'cuda', ...graphOptions },
-      (g, w, derived) => buildPagedDecoderGraph(g, spec, w, graphOptions, derived),
+      (g, w, derived) =>
+        buildDecoder(g, spec, w, {
+          attention: pagedAttention({
+            maxPositions: graphOptions.maxPositions,
+            attentionMetadata: graphOptions.attentionMetadata,
+          }),
+          dtype: 'float16',
+          linear: graphOptions.linear,
+          fuseProjections: graphOptions.fuseProjections,
+          fuseNorms: graphOptions.fuseNorms,
+          argmax: true,
+          argmaxChunks: graphOptions.argmaxChunks,
+          derived,
+        }),
       'float16',
       { convertAll: graphOptions.linear === 'int4' },
     );
@@ -345,17 +361,7 @@ export class CudaExecutor implements Executor {
 
   private step(batch: readonly StepSequence[], greedy: boolean): Float32Array | Int32Array {
     if (this.disposed) throw new SwitchyardError('the cuda executor is disposed', 'internal');
-    const B = batch.length;
-    let T = 0;
-    let S = 0;
-    let maxQ = 0;
-    let maxKv = 0;
-    for (const s of batch) {
-      T += s.tokenIds.length;
-      if (s.sample) S++;
-      maxQ = Math.max(maxQ, s.tokenIds.length);
-      maxKv = Math.max(maxKv, s.start + s.tokenIds.length);
-    }
+    const { T, B, S, maxQ, maxKv } = stepShape(batch);
     if (maxQ === 1 && S === B && B <= (this.graphSizes.at(-1) ?? 0) && !this.spec.imageEmbeds) {
       try {
         return this.graphStep(batch, greedy);
@@ -368,31 +374,10 @@ export class CudaExecutor implements Executor {
         this.graphSizes = [];
       }
     }
-    const up = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-    const offIds = 0;
-    const offCu = up(T);
-    const offPast = offCu + up(B + 1);
-    const offTable = offPast + up(B);
-    const offSample = offTable + up(B * this.maxBlocks);
-    const total = offSample + up(Math.max(S, 1));
+    const layout = packedLayout(T, B, S, this.maxBlocks);
+    const total = layout.total;
     this.ensureStaging(total);
-    const h = this.staging.host;
-    let t = 0;
-    let sampled = 0;
-    h[offCu] = 0;
-    for (let b = 0; b < B; b++) {
-      const s = batch[b];
-      const ids = s.tokenIds;
-      for (let i = 0; i < ids.length; i++) h[offIds + t + i] = ids[i];
-      t += ids.length;
-      h[offCu + b + 1] = t;
-      h[offPast + b] = s.start;
-      const row = offTable + b * this.maxBlocks;
-      const needed = Math.ceil((s.start + ids.length) / this.pool.blockSize);
-      for (let j = 0; j < needed; j++) h[row + j] = s.blockTable[j];
-      for (let j = needed; j < this.maxBlocks; j++) h[row + j] = 0;
-      if (s.sample) h[offSample + sampled++] = t - 1;
-    }
+    packStep(batch, layout, this.maxBlocks, this.pool.blockSize, this.staging.host);
     const t0 = performance.now();
     this.cuda.upload(this.staging.device, this.staging.hostAddress, total * 4);
     const t1 = performance.now();
@@ -400,11 +385,11 @@ export class CudaExecutor implements Executor {
     const at = (off: number) => dev + BigInt(off * 4);
     const ort = this.ort;
     const inputs: [string, bigint, number[]][] = [
-      [PagedDecoderIO.inputIds, at(offIds), [T]],
-      [PagedDecoderIO.cuSeqlens, at(offCu), [B + 1]],
-      [PagedDecoderIO.pastSeqlens, at(offPast), [B]],
-      [PagedDecoderIO.blockTable, at(offTable), [B, this.maxBlocks]],
-      [PagedDecoderIO.sampleIndex, at(offSample), [S]],
+      [PagedDecoderIO.inputIds, at(layout.ids), [T]],
+      [PagedDecoderIO.cuSeqlens, at(layout.cu), [B + 1]],
+      [PagedDecoderIO.pastSeqlens, at(layout.past), [B]],
+      [PagedDecoderIO.blockTable, at(layout.table), [B, this.maxBlocks]],
+      [PagedDecoderIO.sampleIndex, at(layout.sample), [S]],
     ];
     for (const [name, address, shape] of inputs) {
       const value = ort.tensorAt(this.memInfo, address, 'int32', shape);
@@ -451,13 +436,8 @@ export class CudaExecutor implements Executor {
     const size = this.graphSizes.find((g) => g >= B) as number;
     let b = this.buckets.get(size);
     if (b) return b;
-    const up = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-    const ids = 0;
-    const cu = up(size);
-    const past = cu + up(size + 1);
-    const table = past + up(size);
-    const sample = table + up(size * this.maxBlocks);
-    const total = sample + up(size);
+    const offsets = packedLayout(size, size, size, this.maxBlocks);
+    const { ids, cu, past, table, sample, total } = offsets;
     const host = this.cuda.mallocHost(total * 4);
     const device = this.cuda.malloc(total * 4);
     const logits = this.cuda.malloc(size * this.vocabSize * 4);
@@ -492,7 +472,7 @@ export class CudaExecutor implements Executor {
       host: new Int32Array(host.view, 0, total),
       hostAddress: host.address,
       device,
-      offsets: { ids, cu, past, table, sample, total },
+      offsets,
       logits,
       nextTokens,
     };
@@ -507,26 +487,8 @@ export class CudaExecutor implements Executor {
   private graphStep(batch: readonly StepSequence[], greedy: boolean): Float32Array | Int32Array {
     const B = batch.length;
     const bucket = this.bucket(B);
-    const { host: h, offsets: o, size } = bucket;
-    const scratch = this.pool.numBlocks;
-    for (let b = 0; b < size; b++) {
-      const row = o.table + b * this.maxBlocks;
-      if (b < B) {
-        const s = batch[b];
-        h[o.ids + b] = s.tokenIds[0];
-        h[o.past + b] = s.start;
-        const needed = Math.ceil((s.start + 1) / this.pool.blockSize);
-        for (let j = 0; j < needed; j++) h[row + j] = s.blockTable[j];
-        for (let j = needed; j < this.maxBlocks; j++) h[row + j] = scratch;
-      } else {
-        h[o.ids + b] = 0;
-        h[o.past + b] = 0;
-        h.fill(scratch, row, row + this.maxBlocks);
-      }
-      h[o.cu + b + 1] = b + 1;
-      h[o.sample + b] = b;
-    }
-    h[o.cu] = 0;
+    const { offsets: o, size } = bucket;
+    packDecodeBucket(batch, size, o, this.maxBlocks, this.pool.blockSize, this.pool.numBlocks, bucket.host);
     const t0 = performance.now();
     this.cuda.upload(bucket.device, bucket.hostAddress, o.total * 4);
     const t1 = performance.now();

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { rowArgMax } from '../../onnx/decoder-recipe.js';
 import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { rowArgMax } from '../../onnx/paged-decoder-graph.js';
 import { DataType, encodeModel } from '../../onnx/proto.js';
 
 /** The chunked argmax the cuda decoder uses for `next_tokens`, against a plain JS argmax. */
