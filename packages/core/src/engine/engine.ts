@@ -10,6 +10,7 @@ import { CpuExecutor } from '../ort/cpu-executor.js';
 import { VisionEncoder } from '../ort/vision-encoder.js';
 import { WebGpuExecutor, type WebGpuTuning } from '../ort/webgpu-executor.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
+import { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import { Sampler } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
@@ -119,6 +120,8 @@ export class Engine {
   private readonly sampler = new Sampler();
   private readonly requests = new Map<string, RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
+  /** Grammar-constrained decoding (`sampling.guided`), jump-forward, min_tokens' EOS ids. */
+  readonly guided: GuidedRuntime;
   private loopRunning = false;
   private closed = false;
 
@@ -133,6 +136,12 @@ export class Engine {
     private readonly vision?: VisionEncoder,
   ) {
     this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
+    this.guided = new GuidedRuntime({
+      dir: checkpoint.dir,
+      vocabSize: info.vocabSize,
+      eosTokenIds: checkpoint.eosTokenIds,
+      tokenizer: checkpoint.tokenizer,
+    });
   }
 
   /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
@@ -344,6 +353,7 @@ export class Engine {
     for (const id of [...this.requests.keys()]) this.abort(id);
     await this.executor.dispose();
     await this.vision?.dispose();
+    await this.guided.close();
   }
 
   /**
@@ -378,6 +388,7 @@ export class Engine {
     const id = req.id ?? `req-${nextRequestNum++}`;
     if (this.requests.has(id))
       throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
+    const grammar = sampling.guided ? await this.guided.compile(sampling.guided) : undefined;
     const arrival = performance.now();
     const seqs = Array.from({ length: sampling.n }, (_, i) => {
       const seed = sampling.seed === undefined ? undefined : sampling.seed + i;
@@ -393,6 +404,7 @@ export class Engine {
         },
       );
     });
+    if (grammar) for (const seq of seqs) this.guided.bind(seq, grammar);
     const decode = (ids: number[]) => this.tokenizer.decode(ids, true);
     let resolve!: (r: GenerateResult) => void;
     let reject!: (e: Error) => void;
@@ -562,16 +574,21 @@ export class Engine {
     this.metrics.numSteps++;
     const V = this.info.vocabSize;
     const touched = new Set<RequestState>();
-    let row = 0;
-    out.scheduled.forEach(({ seq }, i) => {
-      if (!batch[i].sample) return;
-      const r = row++;
+    const sampled = out.scheduled.filter((_, i) => batch[i].sample).map(({ seq }) => seq);
+    const constraints = tokens ? [] : await Promise.all(sampled.map((seq) => this.guided.constraint(seq)));
+    sampled.forEach((seq, r) => {
       // A request aborted while the step ran is already finished; its row is dropped.
       if (seq.isFinished) return;
       if (tokens) this.appendToken(seq, tokens[r]);
       else {
-        const { token, logprob } = this.sampler.sample(logits!.subarray(r * V, (r + 1) * V), seq);
+        const row = logits!.subarray(r * V, (r + 1) * V);
+        const { token, logprob } = this.sampler.sample(row, seq, constraints[r]);
         this.appendToken(seq, token, logprob);
+        // Jump-forward: tokens the grammar forces join the output now; the next step computes them.
+        for (const t of seq.isFinished ? [] : this.guided.jumpForward(seq)) {
+          this.appendToken(seq, t);
+          if (seq.isFinished) break;
+        }
       }
       touched.add(this.bySeq.get(seq)!);
     });
@@ -596,10 +613,12 @@ export class Engine {
     seq.lastTokenTime = now;
     const detok = state.detoks[state.seqs.indexOf(seq)];
     const text = detok.push(token);
-    let reason: 'stop' | 'length' | undefined;
-    if (!sp.ignoreEos && this.checkpoint.eosTokenIds.includes(token)) reason = 'stop';
+    const guided = this.guided.accept(seq, token);
+    let reason: 'stop' | 'length' | 'error' | undefined;
+    if (guided === 'rejected') reason = 'error';
+    else if (!sp.ignoreEos && this.checkpoint.eosTokenIds.includes(token)) reason = 'stop';
     else if (sp.stopTokenIds.includes(token)) reason = 'stop';
-    else if (detok.stopped !== undefined) reason = 'stop';
+    else if (detok.stopped !== undefined || guided === 'terminated') reason = 'stop';
     else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.info.maxModelLen) reason = 'length';
     const tail = reason ? detok.finish() : '';
     if (reason) {
@@ -629,7 +648,10 @@ export class Engine {
 
   private finishRequest(state: RequestState, error?: Error): void {
     if (!this.requests.delete(state.id)) return;
-    for (const seq of state.seqs) this.bySeq.delete(seq);
+    for (const seq of state.seqs) {
+      this.bySeq.delete(seq);
+      this.guided.release(seq);
+    }
     if (error) {
       this.metrics.numRequestsFailed++;
       state.reject(error);

@@ -110,7 +110,10 @@ export function validateSamplingParams(
       if (!int(id) || id < 0 || id >= vocabSize)
         throw invalidParam('logit_bias', `${show(k)} is not a token id (0 to ${vocabSize - 1})`);
       if (typeof v !== 'number' || !Number.isFinite(v) || v < -100 || v > 100)
-        throw invalidParam('logit_bias', `the bias of token ${k} must be a number from -100 to 100, got ${show(v)}`);
+        throw invalidParam(
+          'logit_bias',
+          `the bias of token ${k} must be a number from -100 to 100, got ${show(v)}`,
+        );
       out.logitBias[id] = v;
     }
   }
@@ -143,12 +146,20 @@ export function validateGuidedSpec(spec: unknown): GuidedSpec {
   switch (g.type) {
     case 'json_schema': {
       const s = g.schema;
-      const ok = typeof s === 'boolean' || typeof s === 'string' || (!!s && typeof s === 'object' && !Array.isArray(s));
+      const ok =
+        typeof s === 'boolean' ||
+        typeof s === 'string' ||
+        (!!s && typeof s === 'object' && !Array.isArray(s));
       if (!ok) throw fail('the JSON schema must be an object');
       if (JSON.stringify(s).length > MAX_GRAMMAR_CHARS)
         throw fail(`the JSON schema is longer than ${MAX_GRAMMAR_CHARS} characters`);
       if (g.strict !== undefined && typeof g.strict !== 'boolean') throw fail('strict must be a boolean');
-      return { type: 'json_schema', schema: s as Record<string, unknown>, strict: g.strict as boolean | undefined, param };
+      return {
+        type: 'json_schema',
+        schema: s as Record<string, unknown>,
+        strict: g.strict as boolean | undefined,
+        param,
+      };
     }
     case 'json_object':
     case 'json':

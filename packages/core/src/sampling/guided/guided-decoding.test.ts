@@ -89,7 +89,10 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'GuidedDecoding on qwen2-tiny'), ()
       type: 'json_schema',
       schema: {
         type: 'object',
-        properties: { name: { type: 'string', maxLength: 3 }, age: { type: 'integer', minimum: 0, maximum: 120 } },
+        properties: {
+          name: { type: 'string', maxLength: 3 },
+          age: { type: 'integer', minimum: 0, maximum: 120 },
+        },
         required: ['name', 'age'],
       },
     };
@@ -132,15 +135,18 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'GuidedDecoding on qwen2-tiny'), ()
     [{ type: 'grammar', grammar: 'root ::= "a" |', param: 'guided_grammar' }, /EBNF parser error/],
     [{ type: 'json_schema', schema: { type: 12 }, param: 'response_format' }, /Type should be a string/],
     [{ type: 'regex', pattern: '(?=a)b', param: 'guided_regex' }, /regular expression/],
-  ] as [GuidedSpec, RegExp][])('a bad %j is a 400 naming the reason, and the engine instance survives', async (spec, reason) => {
-    const err = await guided.compile(spec).catch((e) => e);
-    expect(err).toBeInstanceOf(SwitchyardError);
-    expect(err.kind).toBe('invalid_request');
-    expect(err.param).toBe(spec.param);
-    expect(err.message).toMatch(reason);
-    // The next grammar still compiles (the worker was restarted; this thread never saw the abort).
-    await expect(guided.compile({ type: 'regex', pattern: 'ok' })).resolves.toBeDefined();
-  });
+  ] as [GuidedSpec, RegExp][])(
+    'a bad %j is a 400 naming the reason, and the engine instance survives',
+    async (spec, reason) => {
+      const err = await guided.compile(spec).catch((e) => e);
+      expect(err).toBeInstanceOf(SwitchyardError);
+      expect(err.kind).toBe('invalid_request');
+      expect(err.param).toBe(spec.param);
+      expect(err.message).toMatch(reason);
+      // The next grammar still compiles (the worker was restarted; this thread never saw the abort).
+      await expect(guided.compile({ type: 'regex', pattern: 'ok' })).resolves.toBeDefined();
+    },
+  );
 
   it('caches compiled grammars by spec', async () => {
     const spec: GuidedSpec = { type: 'regex', pattern: '[a-c]+' };
@@ -152,7 +158,9 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'GuidedDecoding on qwen2-tiny'), ()
 
   it('a compile over the time limit is refused', async () => {
     const slow = await GuidedDecoding.create(guided.vocab, { compileTimeoutMs: 1 });
-    const err = await slow.compile({ type: 'json_schema', schema: { type: 'string', maxLength: 50 } }).catch((e) => e);
+    const err = await slow
+      .compile({ type: 'json_schema', schema: { type: 'string', maxLength: 50 } })
+      .catch((e) => e);
     expect(err.message).toMatch(/takes longer than 1 ms/);
     await slow.close();
   });

@@ -41,7 +41,11 @@ function vocabTypeOf(tj: TokenizerJson): TokenizerVocab['vocabType'] {
  * the `<0xNN>` byte tokens of a byte-fallback vocabulary, which are text. Stop ids are passed
  * separately so that EOS stays allowed where the grammar ends.
  */
-export function readTokenizerVocab(dir: string, vocabSize: number, stopIds: readonly number[]): TokenizerVocab {
+export function readTokenizerVocab(
+  dir: string,
+  vocabSize: number,
+  stopIds: readonly number[],
+): TokenizerVocab {
   let tj: TokenizerJson;
   try {
     tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
@@ -77,7 +81,9 @@ export function tokenizerVocab(
     encodedVocab,
     vocabType,
     // Llama 2 style tokenizers prepend "▁" to the text (a Prepend normalizer or a Metaspace pre-tokenizer).
-    prependSpace: /"(Prepend|Metaspace)"/.test(JSON.stringify([tj.normalizer ?? null, tj.pre_tokenizer ?? null])),
+    prependSpace: /"(Prepend|Metaspace)"/.test(
+      JSON.stringify([tj.normalizer ?? null, tj.pre_tokenizer ?? null]),
+    ),
     vocabSize,
     stopIds: stops,
     key: `${name}|${vocabSize}|${vocabType}|${stops.join(',')}|${encodedVocab.length}`,
