@@ -192,7 +192,9 @@ export class Sampler {
       const stops = [...(c.eosIds ?? []), ...sp.stopTokenIds].filter((t) => t >= 0 && t < V);
       const saved = stops.map((t) => w[t]);
       for (const t of stops) w[t] = Number.NEGATIVE_INFINITY;
-      if (!(maxOf(w) > Number.NEGATIVE_INFINITY)) stops.forEach((t, i) => (w[t] = saved[i]));
+      if (!(maxOf(w) > Number.NEGATIVE_INFINITY)) {
+        for (let i = 0; i < stops.length; i++) w[stops[i]] = saved[i];
+      }
     }
     return w;
   }
