@@ -4,7 +4,14 @@
  * grammar (GBNF-like, XGrammar's dialect), a list of choices, or an XGrammar structural tag.
  */
 export type GuidedSpec = (
-  | { type: 'json_schema'; schema: Record<string, unknown> | boolean | string; strict?: boolean }
+  | {
+      type: 'json_schema';
+      schema: Record<string, unknown> | boolean | string;
+      strict?: boolean;
+      /** Fixed text around the JSON (a tool call's `<tool_call>\n` … `\n</tool_call>`). */
+      prefix?: string;
+      suffix?: string;
+    }
   | { type: 'json_object' }
   | { type: 'json' }
   | { type: 'regex'; pattern: string }

@@ -496,7 +496,8 @@ export class Engine {
           'invalid_request',
           'messages',
         );
-      return this.tokenizer.encode(template.render(req.messages), chatSpecialTokens);
+      const extra = req.chatTemplateKwargs ?? {};
+      return this.tokenizer.encode(template.render(req.messages, { extra }), chatSpecialTokens);
     }
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');

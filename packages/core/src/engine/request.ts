@@ -11,6 +11,8 @@ export interface GenerateRequest {
   promptIds?: readonly number[];
   /** Chat messages, rendered with the model's chat template and the generation prompt. */
   messages?: ChatMessage[];
+  /** Extra variables for the chat template, e.g. `tools` (OpenAI function definitions). */
+  chatTemplateKwargs?: Record<string, unknown>;
   /**
    * Images: for chat messages, one per `{"type": "image"}` part in order (`image_url` parts carry
    * their own); for a raw prompt, one per image placeholder token in it. Bytes or data: URLs; file

@@ -154,10 +154,14 @@ export function validateGuidedSpec(spec: unknown): GuidedSpec {
       if (JSON.stringify(s).length > MAX_GRAMMAR_CHARS)
         throw fail(`the JSON schema is longer than ${MAX_GRAMMAR_CHARS} characters`);
       if (g.strict !== undefined && typeof g.strict !== 'boolean') throw fail('strict must be a boolean');
+      for (const k of ['prefix', 'suffix'])
+        if (g[k] !== undefined && typeof g[k] !== 'string') throw fail(`${k} must be a string`);
       return {
         type: 'json_schema',
         schema: s as Record<string, unknown>,
         strict: g.strict as boolean | undefined,
+        ...(g.prefix !== undefined ? { prefix: g.prefix as string } : {}),
+        ...(g.suffix !== undefined ? { suffix: g.suffix as string } : {}),
         param,
       };
     }

@@ -1,35 +1,86 @@
 import type { GuidedMatcher } from './guided-matcher.js';
 
 /**
- * How strongly each token moves a structured output toward its end: a stop token most, then
- * tokens that close strings, objects and arrays (`"`, `}`, `]`), minus those that open new ones
- * (`{`, `[`), shorter first. Read from the raw vocabulary strings, where these ASCII characters
- * appear as themselves (byte-level and byte-fallback alike); "" (special) tokens score -Infinity.
+ * How strongly each token moves a structured output toward its end, in two contexts: inside a
+ * JSON string (a token with the closing quote wins, scored further by what follows the quote) and
+ * outside (stop tokens most; then `}` `]` which close, `,` `:` which end a number; then letters,
+ * which start the short literals true/false/null; digits, quotes and `{` `[` open more work).
+ * Longer ASCII tokens break ties (forced text goes fastest); inside strings other bytes go shortest first. Read
+ * from the raw vocabulary strings, where these ASCII characters appear as themselves (byte-level
+ * and byte-fallback alike); "" (special) tokens score -Infinity.
  */
-export function closingScores(encodedVocab: readonly string[], stopIds: readonly number[]): Float32Array {
-  const scores = new Float32Array(encodedVocab.length);
+export interface ClosingScores {
+  inString: Float32Array;
+  outside: Float32Array;
+  /** 1 when the token's unescaped quotes flip the in-string state. */
+  flips: Uint8Array;
+  stopIds: ReadonlySet<number>;
+}
+
+function outsideScore(s: string): number {
+  let score = 0.01 * Math.min(s.length, 50);
+  for (const ch of s) {
+    if (ch === '}' || ch === ']') score += 4;
+    else if (ch === '{' || ch === '[') score -= 8;
+    else if (ch === '"') score -= 6;
+    else if (ch === ',' || ch === ':') score += 0.5;
+    else if (ch >= '0' && ch <= '9') score -= 1;
+    else if (ch === '-' || ch === '.') score -= 2;
+  }
+  return score;
+}
+
+export function closingScores(encodedVocab: readonly string[], stopIds: readonly number[]): ClosingScores {
+  const V = encodedVocab.length;
+  const inString = new Float32Array(V);
+  const outside = new Float32Array(V);
+  const flips = new Uint8Array(V);
   encodedVocab.forEach((s, id) => {
     if (s === '') {
-      scores[id] = Number.NEGATIVE_INFINITY;
+      inString[id] = outside[id] = Number.NEGATIVE_INFINITY;
       return;
     }
-    let closers = 0;
-    let openers = 0;
-    for (const ch of s) {
-      if (ch === '"' || ch === '}' || ch === ']') closers++;
-      else if (ch === '{' || ch === '[') openers++;
+    let quotes = 0;
+    let firstQuote = -1;
+    for (let i = 0; i < s.length; i++) {
+      if (s[i] === '"' && (i === 0 || s[i - 1] !== '\\')) {
+        quotes++;
+        if (firstQuote < 0) firstQuote = i;
+      }
     }
-    scores[id] = closers - 2 * openers - 0.01 * s.length;
+    flips[id] = quotes & 1;
+    outside[id] = outsideScore(s);
+    // Without a quote: ASCII text longest first (a forced key), other bytes shortest first (that
+    // completes a split UTF-8 character soonest).
+    const len = 0.01 * Math.min(s.length, 50);
+    inString[id] =
+      firstQuote >= 0
+        ? 20 + outsideScore(s.slice(firstQuote + 1))
+        : /^[\x20-\x7e]*$/.test(s)
+          ? len
+          : -1 - len;
   });
-  for (const id of stopIds) if (id < scores.length) scores[id] = 1000;
-  return scores;
+  for (const id of stopIds) if (id < V) inString[id] = outside[id] = 1000;
+  return { inString, outside, flips, stopIds: new Set(stopIds) };
+}
+
+/** Whether `text` ends inside a JSON string (unescaped quotes counted). */
+export function endsInString(text: string): boolean {
+  let inside = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inside && ch === '\\') i++;
+    else if (ch === '"') inside = !inside;
+  }
+  return inside;
 }
 
 /** The allowed token with the best closing score (lowest id on ties), or -1 when none is allowed. */
-export function closingToken(mask: Int32Array, scores: Float32Array): number {
+export function closingToken(mask: Int32Array, scores: ClosingScores, inString: boolean): number {
+  const table = inString ? scores.inString : scores.outside;
   let best = -1;
   let bestScore = Number.NEGATIVE_INFINITY;
-  const V = scores.length;
+  const V = table.length;
   for (let w = 0; w < mask.length; w++) {
     let bits = mask[w];
     while (bits !== 0) {
@@ -37,8 +88,8 @@ export function closingToken(mask: Int32Array, scores: Float32Array): number {
       bits &= bits - 1;
       const id = (w << 5) + b;
       if (id >= V) break;
-      if (scores[id] > bestScore || best < 0) {
-        bestScore = scores[id];
+      if (table[id] > bestScore || best < 0) {
+        bestScore = table[id];
         best = id;
       }
     }
@@ -50,16 +101,23 @@ export function closingToken(mask: Int32Array, scores: Float32Array): number {
  * Tokens the closing policy needs to end the output from the matcher's state (the stop token
  * included), at most `limit + 1`. Leaves the matcher where it was.
  */
-export async function closingLength(m: GuidedMatcher, scores: Float32Array, limit: number): Promise<number> {
+export async function closingLength(
+  m: GuidedMatcher,
+  scores: ClosingScores,
+  inString: boolean,
+  limit: number,
+): Promise<number> {
   let n = 0;
   let steps = 0;
+  let inside = inString;
   try {
     while (!m.isTerminated && steps <= limit) {
-      const t = closingToken(await m.bitmask(), scores);
+      const t = closingToken(await m.bitmask(), scores, inside);
       steps++;
       if (t < 0 || !m.accept(t)) return limit + 1;
       n++;
-      if (scores[t] >= 1000) break;
+      if (scores.stopIds.has(t)) break;
+      if (scores.flips[t]) inside = !inside;
     }
     return steps;
   } finally {

@@ -32,7 +32,7 @@ parentPort.on('message', async ({ id, spec }) => {
   try {
     const compiler = await ready;
     const t0 = performance.now();
-    const g = await compileSpec(compiler, spec);
+    const g = await compileSpec(xg, compiler, spec);
     const ms = performance.now() - t0;
     g.dispose();
     parentPort.postMessage({ id, ok: true, ms });

@@ -165,3 +165,40 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'GuidedDecoding on qwen2-tiny'), ()
     await slow.close();
   });
 });
+
+describe.skipIf(fx.missing)(fixtureTitle(fx, 'tool-call grammar (qwen2-tiny vocabulary)'), () => {
+  it('a JSON schema between fixed tags: compact JSON, the tags forced', async () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const g = await GuidedDecoding.create(readTokenizerVocab(fx.dir, 2000, ckpt.eosTokenIds));
+    const schema = {
+      type: 'object',
+      properties: {
+        name: { const: 'get_weather' },
+        arguments: { type: 'object', properties: { root: { enum: ['x"y', 'z'] } }, required: ['root'] },
+      },
+      required: ['name', 'arguments'],
+    };
+    const m = await g.matcher(
+      await g.compile({ type: 'json_schema', schema, prefix: '<tool_call>\n', suffix: '\n</tool_call>' }),
+      ckpt.eosTokenIds,
+    );
+    let text = '';
+    for (let i = 0; i < 100 && !m.isTerminated; i++) {
+      const forced = m.jumpForwardString();
+      const ids = forced ? ckpt.tokenizer.encode(forced) : [];
+      if (ids.length && ids.every((t) => m.accept(t))) {
+        text += forced;
+        continue;
+      }
+      const mask = await m.bitmask();
+      let t = 0;
+      while (!isAllowed(mask, t)) t++;
+      expect(m.accept(t)).toBe(true);
+      if (!ckpt.eosTokenIds.includes(t)) text += ckpt.tokenizer.decode([t]);
+    }
+    expect(text).toMatch(
+      /^<tool_call>\n\{"name": "get_weather", "arguments": \{"root": "(x\\"y|z)"\}\}\n<\/tool_call>$/,
+    );
+    await g.close();
+  });
+});

@@ -115,7 +115,7 @@ export class GuidedDecoding {
     }
     this.stats.lastTrialMs = trial.ms;
     const t0 = performance.now();
-    const compiled = await compileSpec(this.compiler, spec);
+    const compiled = await compileSpec(loadXGrammar(), this.compiler, spec);
     this.stats.lastCompileMs = performance.now() - t0;
     this.stats.compiles++;
     this.cache.set(key, compiled);

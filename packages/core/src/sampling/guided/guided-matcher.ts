@@ -58,11 +58,25 @@ export function isAllowed(mask: Int32Array, token: number): boolean {
 /** Sets every logit the mask forbids to -Infinity (ids past the vocab are never read). */
 export function applyBitmask(logits: Float32Array, mask: Int32Array): void {
   const V = logits.length;
-  for (let w = 0; w < mask.length; w++) {
+  const words = Math.min(mask.length, Math.ceil(V / 32));
+  let w = 0;
+  while (w < words) {
     const bits = mask[w];
-    if (bits === -1) continue;
+    if (bits === -1) {
+      w++;
+      continue;
+    }
+    if (bits === 0) {
+      // Most of a constrained row is forbidden: fill whole runs of empty words at once.
+      let end = w + 1;
+      while (end < words && mask[end] === 0) end++;
+      logits.fill(Number.NEGATIVE_INFINITY, w << 5, Math.min(V, end << 5));
+      w = end;
+      continue;
+    }
     const base = w << 5;
-    const end = Math.min(32, V - base);
-    for (let b = 0; b < end; b++) if (((bits >>> b) & 1) === 0) logits[base + b] = Number.NEGATIVE_INFINITY;
+    const n = Math.min(32, V - base);
+    for (let b = 0; b < n; b++) if (((bits >>> b) & 1) === 0) logits[base + b] = Number.NEGATIVE_INFINITY;
+    w++;
   }
 }

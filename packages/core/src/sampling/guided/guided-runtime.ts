@@ -3,13 +3,21 @@ import type { TextTokenizer } from '../../loader/tokenizer.js';
 import type { GuidedSpec } from '../../sampling-params.js';
 import type { Sequence } from '../../sequence.js';
 import type { LogitsConstraint } from '../sampler.js';
-import { closingLength, closingScores, closingToken, oneHotMask } from './closing-policy.js';
+import {
+  type ClosingScores,
+  closingLength,
+  closingScores,
+  closingToken,
+  endsInString,
+  oneHotMask,
+} from './closing-policy.js';
 import { GuidedDecoding, type GuidedDecodingOptions } from './guided-decoding.js';
 import type { GuidedMatcher } from './guided-matcher.js';
 import { readTokenizerVocab } from './tokenizer-vocab.js';
 
 /** Tokens before `max_tokens` within which the engine checks that the output can still close. */
-const CLOSING_HORIZON = 64;
+const CLOSING_HORIZON = 256;
+const CLOSING_SLACK = 4;
 
 /** What accepting a token did to a guided sequence. */
 export type AcceptResult = 'unguided' | 'ok' | 'rejected' | 'terminated';
@@ -26,7 +34,9 @@ export class GuidedRuntime {
   private readonly matchers = new Map<Sequence, GuidedMatcher>();
   /** Sequences whose remaining budget only suffices to close their structure. */
   private readonly closing = new WeakSet<Sequence>();
-  private scores?: Float32Array;
+  /** The last closing-length measurement per sequence: tokens needed, and the output length then. */
+  private readonly lastNeed = new WeakMap<Sequence, { need: number; at: number }>();
+  private scores?: ClosingScores;
 
   constructor(
     private readonly source: {
@@ -76,7 +86,7 @@ export class GuidedRuntime {
     }
     const mask = await m.bitmask();
     if (await this.mustClose(seq, m, mask)) {
-      const t = closingToken(mask, this.scores!);
+      const t = closingToken(mask, this.scores!, this.inString(seq));
       if (t >= 0) return { eosIds, allowed: oneHotMask(m.vocabSize, t) };
     }
     return { eosIds, allowed: mask };
@@ -97,10 +107,16 @@ export class GuidedRuntime {
       ...this.source.eosTokenIds,
       ...seq.sampling.stopTokenIds,
     ]);
-    if (closingToken(mask, this.scores) < 0) return false;
-    const need = await closingLength(m, this.scores, remaining);
-    // One token of slack: jump-forward may tokenize a forced run into more tokens than the policy.
-    if (need + 1 < remaining) return false;
+    const inString = this.inString(seq);
+    if (closingToken(mask, this.scores, inString) < 0) return false;
+    // Measure again when the budget nears the last measure, or after a while (the structure grows).
+    const last = this.lastNeed.get(seq);
+    const out = seq.outputIds.length;
+    if (last && remaining - last.need > CLOSING_SLACK * 2 && out - last.at < CLOSING_SLACK * 4) return false;
+    const need = await closingLength(m, this.scores, inString, remaining);
+    this.lastNeed.set(seq, { need, at: out });
+    // Slack: jump-forward may tokenize a forced run into more tokens than the policy would.
+    if (need + CLOSING_SLACK < remaining) return false;
     this.closing.add(seq);
     return true;
   }
@@ -130,6 +146,11 @@ export class GuidedRuntime {
     while (n < ids.length && m.accept(ids[n])) n++;
     m.rollBack(n);
     return ids.slice(0, n);
+  }
+
+  /** Whether the output so far ends inside a JSON string (decides how the closing policy scores). */
+  private inString(seq: Sequence): boolean {
+    return endsInString(this.source.tokenizer.decode(seq.outputIds, true));
   }
 
   /** Frees `seq`'s matcher. */
