@@ -384,11 +384,10 @@ async function* openaiStream(
     let finish: string | null = e.finishReason ?? null;
     if (tools) {
       let ts = toolStreams.get(e.index);
-      if (!ts)
-        toolStreams.set(
-          e.index,
-          (ts = { stream: new ToolCallStream(tools.dialect, tools.tools), numCalls: 0 }),
-        );
+      if (!ts) {
+        ts = { stream: new ToolCallStream(tools.dialect, tools.tools), numCalls: 0 };
+        toolStreams.set(e.index, ts);
+      }
       const d = ts.stream.push(e.text);
       if (e.finishReason) {
         const end = ts.stream.finish();
