@@ -1,0 +1,29 @@
+import { SwitchyardError } from '../errors.js';
+import type { ChatMessage } from '../loader/chat-template.js';
+import type { Checkpoint } from '../loader/checkpoint.js';
+import type { ModelSpec } from '../model.js';
+
+/**
+ * The token ids of chat messages as the engine runs them: the checkpoint's chat template with the
+ * generation prompt, tokenized with special tokens only where the model's processor adds them
+ * (a VLM's processor may; a text chat template carries its own BOS). The one chat renderer: the
+ * engine and the server's `/tokenize` both call it, so their token counts agree.
+ */
+export function chatPromptIds(
+  checkpoint: Checkpoint,
+  spec: ModelSpec,
+  messages: ChatMessage[],
+  /** Extra template variables, e.g. `tools`. */
+  extra: Record<string, unknown> = {},
+): number[] {
+  const template = checkpoint.chatTemplate;
+  if (!template) {
+    throw new SwitchyardError(
+      'this model has no chat template; send a raw prompt instead',
+      'invalid_request',
+      'messages',
+    );
+  }
+  const text = template.render(messages, { extra });
+  return checkpoint.tokenizer.encode(text, spec.multimodal?.addSpecialTokens ?? false);
+}
