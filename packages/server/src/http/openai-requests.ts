@@ -1,6 +1,6 @@
 import type { ChatMessage, GenerateRequest, SamplingParams } from '@switchyard/core';
 import { badRequest } from './errors.js';
-import { parseNativeStructured, parseStructured } from './structured-requests.js';
+import { parseChatRendering, parseNativeStructured, parseStructured } from './structured-requests.js';
 import { parseTools, type ToolRequest, toolMessageFields } from './tool-calls.js';
 
 export type Body = Record<string, unknown>;
@@ -119,7 +119,11 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
   const logprobs = wantLogprobs ? (top ?? 0) : undefined;
   const s = sampling(body, ['max_completion_tokens', 'max_tokens']);
   return {
-    request: { messages: normalized, sampling: { ...s, ...parseStructured(body), logprobs } },
+    request: {
+      messages: normalized,
+      ...parseChatRendering(body),
+      sampling: { ...s, ...parseStructured(body), logprobs },
+    },
     ...streamOptions(body),
     logprobs,
     images,

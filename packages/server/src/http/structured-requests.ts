@@ -139,3 +139,24 @@ export function parseNativeStructured(sp: Body): Partial<SamplingParams> {
   const guided = pickOne(found);
   return { ...biasAndMin(sp, 'min_new_tokens'), ...(guided ? { guided } : {}) };
 }
+
+/** vLLM's chat rendering options: `continue_final_message` (with `add_generation_prompt: false`). */
+export function parseChatRendering(body: Body): { continueFinalMessage?: boolean } {
+  const cont = body.continue_final_message;
+  const addGen = body.add_generation_prompt;
+  if (present(cont) && typeof cont !== 'boolean')
+    throw badRequest('continue_final_message must be a boolean', 'continue_final_message');
+  if (present(addGen) && typeof addGen !== 'boolean')
+    throw badRequest('add_generation_prompt must be a boolean', 'add_generation_prompt');
+  if (cont === true && addGen === true)
+    throw badRequest(
+      'continue_final_message and add_generation_prompt cannot both be true',
+      'continue_final_message',
+    );
+  if (addGen === false && cont !== true)
+    throw badRequest(
+      'add_generation_prompt: false is only supported with continue_final_message: true',
+      'add_generation_prompt',
+    );
+  return cont === true ? { continueFinalMessage: true } : {};
+}
