@@ -41,11 +41,9 @@ const choose = program(async (s, question: string, choices: string[]) => {
 const structured = program(async (s) => {
   s.user('What does json.dumps do?');
   await s.assistant().gen('year', { regex: '(19|20)[0-9]{2}' });
-  await s
-    .add(' ')
-    .gen('obj', {
-      jsonSchema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] },
-    });
+  await s.add(' ').gen('obj', {
+    jsonSchema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] },
+  });
 });
 
 for (const kind of ['engine', 'http'] as const) {
