@@ -36,7 +36,16 @@ const SCHEMA = {
   },
   required: ['function', 'module', 'arguments', 'returns_value', 'since_version'],
 };
-const QUESTIONS = ['json.dumps', 'os.path.join', 'collections.deque', 'itertools.chain', 'functools.partial', 'pathlib.Path', 'json.loads', 'os.listdir'];
+const QUESTIONS = [
+  'json.dumps',
+  'os.path.join',
+  'collections.deque',
+  'itertools.chain',
+  'functools.partial',
+  'pathlib.Path',
+  'json.loads',
+  'os.listdir',
+];
 
 async function workload(engine, jumpForward) {
   const n = Number(values.requests);
@@ -96,7 +105,11 @@ function syntheticVocab(size) {
     vocab[s] = id++;
   }
   return tokenizerVocab(
-    { model: { vocab }, added_tokens: [{ id: size - 1, content: '<|eot|>', special: true }], decoder: { type: 'ByteLevel' } },
+    {
+      model: { vocab },
+      added_tokens: [{ id: size - 1, content: '<|eot|>', special: true }],
+      decoder: { type: 'ByteLevel' },
+    },
     size,
     [size - 1],
     'synthetic-150k',
@@ -152,7 +165,11 @@ async function maskCost(schema, vocab) {
     compileOnEngineThreadMs: Math.round(g.stats.lastCompileMs),
     cachedCompileMs: Number(cachedMs.toFixed(3)),
     steps: mask.length,
-    maskUs: { p50: Math.round(pct(mask, 50)), p99: Math.round(pct(mask, 99)), max: Math.round(Math.max(...mask)) },
+    maskUs: {
+      p50: Math.round(pct(mask, 50)),
+      p99: Math.round(pct(mask, 99)),
+      max: Math.round(Math.max(...mask)),
+    },
     applyToLogitsUs: { p50: Math.round(pct(apply, 50)), p99: Math.round(pct(apply, 99)) },
   };
 }
@@ -165,13 +182,22 @@ await engine.close();
 const out = {
   machine: `${(await import('node:os')).cpus()[0].model} × ${(await import('node:os')).cpus().length}`,
   model: values.model,
-  vocab150k: 'synthetic byte-level: the demo tokenizer + concatenations of its tokens (no 150k tokenizer on this machine)',
-  jsonSchema: { off, on, speedup: Number((off.wallMs / on.wallMs).toFixed(2)), stepRatio: Number((off.engineSteps / on.engineSteps).toFixed(2)) },
+  vocab150k:
+    'synthetic byte-level: the demo tokenizer + concatenations of its tokens (no 150k tokenizer on this machine)',
+  jsonSchema: {
+    off,
+    on,
+    speedup: Number((off.wallMs / on.wallMs).toFixed(2)),
+    stepRatio: Number((off.engineSteps / on.engineSteps).toFixed(2)),
+  },
   maskAt150k: values['skip-mask']
     ? undefined
     : {
         // The same schema without maxLength (bounded strings expand into one grammar state per character).
-        unboundedStrings: await maskCost(JSON.parse(JSON.stringify(SCHEMA).replaceAll(/"maxLength":\d+/g, '"minLength":0')), vocab150k),
+        unboundedStrings: await maskCost(
+          JSON.parse(JSON.stringify(SCHEMA).replaceAll(/"maxLength":\d+/g, '"minLength":0')),
+          vocab150k,
+        ),
         maxLengthStrings: await maskCost(SCHEMA, vocab150k),
       },
 };
