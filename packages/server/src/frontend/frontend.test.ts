@@ -29,6 +29,10 @@ const tips = program(async (s, topic: string) => {
   s.user('Summarize.');
   s.assistant(`Tip 1: ${forks[0].get('detail')}\nTip 2: ${forks[1].get('detail')}`);
   s.vars.forkCached = String(Math.min(...forks.map((f) => f.calls[0].cachedTokens)));
+  // The same without a body: copies driven by the caller, joined with Promise.all.
+  const [a, b] = await s.fork(2);
+  await Promise.all([a.gen('x', { maxTokens: 4 }), b.gen('x', { maxTokens: 4 })]);
+  s.vars.sameX = String(a.get('x') === b.get('x'));
 });
 
 const choose = program(async (s, question: string, choices: string[]) => {
@@ -72,6 +76,7 @@ for (const kind of ['engine', 'http'] as const) {
     it('fork: two tips expanded in parallel from the shared prefix, then joined', async () => {
       const s = await tips.run(backend, 'json');
       expect(Number(s.get('forkCached'))).toBeGreaterThanOrEqual(16);
+      expect(s.get('sameX')).toBe('true'); // greedy copies of one state agree
       const last = s.conversation().at(-1)!;
       expect(last.content).toMatch(/^Tip 1: [\s\S]*\nTip 2: /);
     });

@@ -142,11 +142,13 @@ export class ProgramState {
   /**
    * Copies the state `n` times and runs `body` on each copy concurrently (SGLang's `fork`); the
    * copies share this state's conversation, so their generations reuse its KV. Returns the forks
-   * once all finished (the join); this state is unchanged.
+   * once all finished (the join); this state is unchanged. Without `body`, returns the copies for
+   * the caller to drive (join them with `Promise.all`).
    */
-  async fork(n: number, body: (f: ProgramState, i: number) => Promise<void>): Promise<ProgramState[]> {
+  async fork(n: number, body?: (f: ProgramState, i: number) => Promise<void>): Promise<ProgramState[]> {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`fork needs a positive integer, got ${n}`);
     const forks = Array.from({ length: n }, () => this.copy());
-    await Promise.all(forks.map((f, i) => body(f, i)));
+    if (body) await Promise.all(forks.map((f, i) => body(f, i)));
     return forks;
   }
 
