@@ -4,6 +4,7 @@ import type { Executor, StepSequence } from '../executor.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
+import { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import { Sampler } from '../sampling/sampler.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
@@ -41,6 +42,8 @@ export class Engine {
   private readonly inputs: InputProcessor;
   private readonly outputs: OutputProcessor;
   private readonly sampler = new Sampler();
+  /** Grammar-constrained decoding (`sampling.guided`), jump-forward, min_tokens' EOS ids. */
+  readonly guided: GuidedRuntime;
   private readonly requests = new Map<string, RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
   private loopRunning = false;
@@ -54,7 +57,9 @@ export class Engine {
     ({ scheduler: this.scheduler, kv: this.kv, vision: this.vision } = parts);
     this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
     this.inputs = new InputProcessor(this.checkpoint, this.spec, this.info, this.imageCache, this.vision);
-    this.outputs = new OutputProcessor(this.checkpoint.eosTokenIds, this.info.maxModelLen, this.metrics);
+    const { dir, eosTokenIds, tokenizer } = this.checkpoint;
+    this.guided = new GuidedRuntime({ dir, vocabSize: this.info.vocabSize, eosTokenIds, tokenizer });
+    this.outputs = new OutputProcessor(eosTokenIds, this.info.maxModelLen, this.metrics, this.guided);
   }
 
   /** Builds the named parts from the container's registries (see `assembleEngine`). */
@@ -118,6 +123,7 @@ export class Engine {
     for (const id of [...this.requests.keys()]) this.abort(id);
     await this.executor.dispose();
     await this.vision?.dispose();
+    await this.guided.close();
   }
 
   /** Runs the input processor and makes one sequence per completion. Enqueues nothing. */
@@ -127,7 +133,11 @@ export class Engine {
     const id = req.id ?? `req-${nextRequestNum++}`;
     if (this.requests.has(id))
       throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
-    return createRequestState(id, req, input, this.tokenizer);
+    const spec = input.sampling.guided;
+    const grammar = spec ? await this.guided.compile(spec) : undefined;
+    const state = createRequestState(id, req, input, this.tokenizer);
+    if (grammar) for (const seq of state.seqs) this.guided.bind(seq, grammar);
+    return state;
   }
 
   private enqueue(state: RequestState): void {
@@ -189,17 +199,22 @@ export class Engine {
     this.metrics.numSteps++;
     const V = this.info.vocabSize;
     const touched = new Set<RequestState>();
-    let row = 0;
-    out.scheduled.forEach(({ seq }, i) => {
-      if (!batch[i].sample) return;
-      const r = row++;
+    const sampled = out.scheduled.filter((_, i) => batch[i].sample).map(({ seq }) => seq);
+    const constraints = tokens ? [] : await Promise.all(sampled.map((seq) => this.guided.constraint(seq)));
+    sampled.forEach((seq, r) => {
       // A request aborted while the step ran is already finished; its row is dropped.
       if (seq.isFinished) return;
       const state = this.bySeq.get(seq)!;
       if (tokens) this.outputs.append(state, seq, tokens[r]);
       else {
-        const { token, logprob } = this.sampler.sample(logits!.subarray(r * V, (r + 1) * V), seq);
+        const row = logits!.subarray(r * V, (r + 1) * V);
+        const { token, logprob } = this.sampler.sample(row, seq, constraints[r]);
         this.outputs.append(state, seq, token, logprob);
+        // Jump-forward: tokens the grammar forces join the output now; the next step computes them.
+        for (const t of seq.isFinished ? [] : this.guided.jumpForward(seq)) {
+          this.outputs.append(state, seq, t);
+          if (seq.isFinished) break;
+        }
       }
       touched.add(state);
     });
@@ -221,7 +236,10 @@ export class Engine {
 
   private finishRequest(state: RequestState, error?: Error): void {
     if (!this.requests.delete(state.id)) return;
-    for (const seq of state.seqs) this.bySeq.delete(seq);
+    for (const seq of state.seqs) {
+      this.bySeq.delete(seq);
+      this.guided.release(seq);
+    }
     this.outputs.settle(state, error);
   }
 

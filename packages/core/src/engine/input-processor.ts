@@ -79,7 +79,14 @@ export class InputProcessor {
         );
       return [...req.promptIds];
     }
-    if (req.messages) return chatPromptIds(this.checkpoint, this.spec, req.messages);
+    if (req.messages)
+      return chatPromptIds(
+        this.checkpoint,
+        this.spec,
+        req.messages,
+        req.chatTemplateKwargs,
+        req.continueFinalMessage,
+      );
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
     return this.checkpoint.tokenizer.encode(req.prompt, true);

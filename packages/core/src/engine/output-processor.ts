@@ -1,3 +1,4 @@
+import type { AcceptResult } from '../sampling/guided/guided-runtime.js';
 import type { Sequence, TokenLogprob } from '../sequence.js';
 import type { EngineMetrics } from './metrics.js';
 import type { CompletionOutput, GenerateResult, StreamEvent } from './request.js';
@@ -15,6 +16,8 @@ export class OutputProcessor {
     private readonly eosTokenIds: readonly number[],
     private readonly maxModelLen: number,
     private readonly metrics: EngineMetrics,
+    /** Advances a guided sequence's grammar by the appended token. */
+    private readonly guided?: { accept(seq: Sequence, token: number): AcceptResult },
   ) {}
 
   /** Appends `token` to `seq` (of `state`), emits the delta, and finishes the sequence on a stop. */
@@ -32,10 +35,13 @@ export class OutputProcessor {
     const index = state.seqs.indexOf(seq);
     const detok = state.detoks[index];
     const text = detok.push(token);
-    let reason: 'stop' | 'length' | undefined;
-    if (!sp.ignoreEos && this.eosTokenIds.includes(token)) reason = 'stop';
+    const guided = this.guided?.accept(seq, token);
+    let reason: 'stop' | 'length' | 'error' | undefined;
+    // A token outside the grammar is a bug (the mask forbids it): end the sequence, never emit more.
+    if (guided === 'rejected') reason = 'error';
+    else if (!sp.ignoreEos && this.eosTokenIds.includes(token)) reason = 'stop';
     else if (sp.stopTokenIds.includes(token)) reason = 'stop';
-    else if (detok.stopped !== undefined) reason = 'stop';
+    else if (detok.stopped !== undefined || guided === 'terminated') reason = 'stop';
     else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.maxModelLen) reason = 'length';
     const tail = reason ? detok.finish() : '';
     if (reason) {

@@ -1,5 +1,6 @@
 import type { SamplingParams } from '../sampling-params.js';
 import type { Sequence, TokenLogprob } from '../sequence.js';
+import { applyBitmask } from './guided/guided-matcher.js';
 import { Rng } from './rng.js';
 
 /** Histogram used to bound the top-k / top-p candidates without sorting the vocab. */
@@ -32,6 +33,16 @@ function argmax(x: Float32Array): number {
 
 function hasPenalties(sp: SamplingParams): boolean {
   return sp.repetitionPenalty !== 1 || sp.frequencyPenalty !== 0 || sp.presencePenalty !== 0;
+}
+
+/**
+ * What restricts a row before sampling besides the penalties: the grammar's bitmask of allowed
+ * tokens (bit `id % 32` of word `id >> 5`), and the EOS ids that `min_tokens` still forbids.
+ */
+export interface LogitsConstraint {
+  allowed?: Int32Array;
+  /** Token ids treated as "stop" by `min_tokens` (EOS; the request's stop ids are added here). */
+  eosIds?: readonly number[];
 }
 
 /** Log-softmax of the raw logits at `token`, with the alternatives `topN` found. */
@@ -89,7 +100,14 @@ function topN(x: Float32Array, n: number): { ids: number[]; vals: number[] } {
 export class Sampler {
   /** True when the token is the plain argmax of the raw logits (no penalties, no logprobs). */
   static isPlainGreedy(sp: SamplingParams): boolean {
-    return sp.temperature === 0 && !hasPenalties(sp) && sp.logprobs === undefined;
+    return (
+      sp.temperature === 0 &&
+      !hasPenalties(sp) &&
+      sp.logprobs === undefined &&
+      sp.guided === undefined &&
+      sp.logitBias === undefined &&
+      !(sp.minTokens > 0)
+    );
   }
 
   private readonly rngs = new WeakMap<Sequence, Rng>();
@@ -100,25 +118,45 @@ export class Sampler {
   private readonly mass = new Float64Array(BUCKETS);
   private z = 0;
 
-  /** Samples one token for `seq` (advancing its RNG); adds raw logprobs when the request asks. */
-  sample(logits: Float32Array, seq: Sequence): SampledToken {
+  /**
+   * Samples one token for `seq` (advancing its RNG); adds raw logprobs (of the model's logits,
+   * before penalties, bias and grammar, as vLLM reports them) when the request asks. `constraint`
+   * carries the grammar's mask; `min_tokens` and `logit_bias` come from the sampling params.
+   */
+  sample(logits: Float32Array, seq: Sequence, constraint: LogitsConstraint = {}): SampledToken {
     const sp = seq.sampling;
     const top = sp.logprobs !== undefined ? topN(logits, sp.logprobs) : undefined;
     let token: number;
-    if (sp.temperature === 0 && !hasPenalties(sp)) token = top?.ids.length ? top.ids[0] : argmax(logits);
+    if (sp.temperature === 0 && !this.transforms(seq, constraint))
+      token = top?.ids.length ? top.ids[0] : argmax(logits);
     else {
-      const w = this.penalized(logits, seq);
+      const w = this.penalized(logits, seq, constraint);
       token = sp.temperature === 0 ? argmax(w) : this.draw(w, this.filter(w, sp), this.rng(seq));
     }
     return top ? { token, logprob: rawLogprob(logits, token, top) } : { token };
+  }
+
+  /** True when the row must be copied and changed before picking (penalties, bias, mask, min_tokens). */
+  private transforms(seq: Sequence, c: LogitsConstraint): boolean {
+    const sp = seq.sampling;
+    return (
+      hasPenalties(sp) ||
+      sp.logitBias !== undefined ||
+      c.allowed !== undefined ||
+      (sp.minTokens > seq.outputIds.length && (c.eosIds?.length ?? 0) + sp.stopTokenIds.length > 0)
+    );
   }
 
   /**
    * The tokens `sample` could pick for this row and their probabilities, most likely first (for
    * tests and speculative decoding). Greedy gives the argmax with probability 1.
    */
-  candidates(logits: Float32Array, seq: Sequence): { token: number; prob: number }[] {
-    const w = this.penalized(logits, seq);
+  candidates(
+    logits: Float32Array,
+    seq: Sequence,
+    constraint: LogitsConstraint = {},
+  ): { token: number; prob: number }[] {
+    const w = this.penalized(logits, seq, constraint);
     if (seq.sampling.temperature === 0) return [{ token: argmax(w), prob: 1 }];
     const n = this.filter(w, seq.sampling);
     const ids = n < 0 ? Array.from(w.keys()) : Array.from(this.idx.subarray(0, n));
@@ -136,14 +174,34 @@ export class Sampler {
     return r;
   }
 
-  /** Copies the row into the scratch buffer and applies the penalties there. */
-  private penalized(logits: Float32Array, seq: Sequence): Float32Array {
+  /**
+   * Copies the row into the scratch buffer and applies there, in vLLM's order: the penalties,
+   * `logit_bias`, `min_tokens` (EOS and stop ids forbidden while fewer tokens were generated), and
+   * last the grammar's mask. `min_tokens` yields when it would forbid every token the grammar allows.
+   */
+  private penalized(logits: Float32Array, seq: Sequence, c: LogitsConstraint = {}): Float32Array {
     const V = logits.length;
     if (this.buf.length !== V) this.buf = new Float32Array(V);
     const w = this.buf;
     w.set(logits);
     const sp = seq.sampling;
-    if (!hasPenalties(sp)) return w;
+    if (hasPenalties(sp)) this.applyPenalties(w, seq);
+    if (sp.logitBias) for (const [id, b] of Object.entries(sp.logitBias)) if (+id < V) w[+id] += b;
+    if (c.allowed) applyBitmask(w, c.allowed);
+    if (sp.minTokens > seq.outputIds.length) {
+      const stops = [...(c.eosIds ?? []), ...sp.stopTokenIds].filter((t) => t >= 0 && t < V);
+      const saved = stops.map((t) => w[t]);
+      for (const t of stops) w[t] = Number.NEGATIVE_INFINITY;
+      if (!(maxOf(w) > Number.NEGATIVE_INFINITY)) {
+        for (let i = 0; i < stops.length; i++) w[stops[i]] = saved[i];
+      }
+    }
+    return w;
+  }
+
+  private applyPenalties(w: Float32Array, seq: Sequence): void {
+    const V = w.length;
+    const sp = seq.sampling;
     const st = this.penaltyState(seq);
     const rep = sp.repetitionPenalty;
     if (rep !== 1) {
@@ -156,7 +214,6 @@ export class Sampler {
     }
     const { frequencyPenalty: f, presencePenalty: p } = sp;
     if (f !== 0 || p !== 0) for (const [t, c] of st.counts) if (t >= 0 && t < V) w[t] -= c * f + p;
-    return w;
   }
 
   /** Output-token counts, updated incrementally; rebuilt if `outputIds` was replaced or shrank. */

@@ -13,6 +13,7 @@ import { loadMedia, type MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
 import { prometheusText } from './prometheus.js';
 import { type PlaygroundOptions, registerPlayground } from './routes/playground.js';
+import { applyTools, parseToolCalls, ToolCallStream, type ToolOutput } from './tool-calls.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -163,14 +164,15 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     checkModel(body);
     const parsed = parseChat(body, maxImages);
+    const tools = applyTools(parsed.request, parsed.tools, engine.checkpoint.chatTemplate);
     checkQueue();
     await loadImages(parsed.request, parsed.images, 'messages');
     return respond(
       reply,
       parsed.request,
       parsed.stream,
-      (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage),
-      (r, meta) => openaiResponse(r, meta, 'chat'),
+      (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage, tools),
+      (r, meta) => openaiResponse(r, meta, 'chat', tools),
     );
   });
 
@@ -341,13 +343,18 @@ function logprobsOf(engine: Engine, lps: TokenLogprob[] | undefined, kind: Kind)
   };
 }
 
-function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind) {
-  const choices = r.outputs.map((o) => ({
-    index: o.index,
-    ...(kind === 'chat' ? { message: { role: 'assistant', content: o.text } } : { text: o.text }),
-    logprobs: logprobsOf(meta.engine, o.logprobs, kind),
-    finish_reason: o.finishReason,
-  }));
+function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind, tools?: ToolOutput) {
+  const choices = r.outputs.map((o) => {
+    const parsed = tools ? parseToolCalls(o.text, tools.dialect, tools.tools) : undefined;
+    const calls = parsed?.calls.length ? { tool_calls: parsed.calls } : {};
+    const message = { role: 'assistant', content: parsed ? parsed.content : o.text, ...calls };
+    return {
+      index: o.index,
+      ...(kind === 'chat' ? { message } : { text: o.text }),
+      logprobs: logprobsOf(meta.engine, o.logprobs, kind),
+      finish_reason: parsed?.calls.length ? 'tool_calls' : o.finishReason,
+    };
+  });
   return {
     id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${meta.id}`,
     object: kind === 'chat' ? 'chat.completion' : 'text_completion',
@@ -363,10 +370,12 @@ async function* openaiStream(
   meta: Meta,
   kind: Kind,
   includeUsage: boolean,
+  tools?: ToolOutput,
 ) {
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${meta.id}`;
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   const started = new Set<number>();
+  const toolStreams = new Map<number, { stream: ToolCallStream; numCalls: number }>();
   const chunk = (choices: unknown[], extra: object = {}) => ({
     id,
     object,
@@ -382,16 +391,33 @@ async function* openaiStream(
     }
     const first = !started.has(e.index);
     started.add(e.index);
+    let delta: Record<string, unknown> = { content: e.text };
+    let finish: string | null = e.finishReason ?? null;
+    if (tools) {
+      let ts = toolStreams.get(e.index);
+      if (!ts) {
+        ts = { stream: new ToolCallStream(tools.dialect, tools.tools), numCalls: 0 };
+        toolStreams.set(e.index, ts);
+      }
+      const d = ts.stream.push(e.text);
+      if (e.finishReason) {
+        const end = ts.stream.finish();
+        d.content += end.content;
+        d.calls.push(...end.calls);
+      }
+      const calls = d.calls.map((c) => ({ index: ts.numCalls++, ...c }));
+      delta = { content: d.content, ...(calls.length ? { tool_calls: calls } : {}) };
+      if (e.finishReason && ts.numCalls > 0) finish = 'tool_calls';
+      if (!first && !finish && !d.content && calls.length === 0) continue;
+    }
     const body =
-      kind === 'chat'
-        ? { delta: first ? { role: 'assistant', content: e.text } : { content: e.text } }
-        : { text: e.text };
+      kind === 'chat' ? { delta: first ? { role: 'assistant', ...delta } : delta } : { text: e.text };
     yield chunk([
       {
         index: e.index,
         ...body,
         logprobs: logprobsOf(meta.engine, e.logprobs, kind),
-        finish_reason: e.finishReason ?? null,
+        finish_reason: finish,
       },
     ]);
   }

@@ -1,5 +1,7 @@
 import type { ChatMessage, GenerateRequest, SamplingParams } from '@switchyard/core';
 import { badRequest } from './errors.js';
+import { parseChatRendering, parseNativeStructured, parseStructured } from './structured-requests.js';
+import { parseTools, type ToolRequest, toolMessageFields } from './tool-calls.js';
 
 export type Body = Record<string, unknown>;
 
@@ -9,6 +11,8 @@ export interface ParsedRequest {
   includeUsage: boolean;
   /** Top alternatives to report per token, or undefined for no logprobs. */
   logprobs?: number;
+  /** Chat `tools` + `tool_choice`, when given. */
+  tools?: ToolRequest;
 }
 
 /** The request body as an object, or a 400 naming what it was instead. */
@@ -79,8 +83,10 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
     if (!m || typeof m !== 'object' || typeof m.role !== 'string') {
       throw badRequest(`messages[${i}] must be an object with a string role`, 'messages');
     }
-    if (typeof m.content === 'string') return { role: m.role, content: m.content };
-    if (m.content === null || m.content === undefined) return { role: m.role, content: '' };
+    if (typeof m.content === 'string')
+      return { role: m.role, content: m.content, ...toolMessageFields(m, i) };
+    if (m.content === null || m.content === undefined)
+      return { role: m.role, content: '', ...toolMessageFields(m, i) };
     if (!Array.isArray(m.content))
       throw badRequest(`messages[${i}].content must be a string or an array of parts`, 'messages');
     return {
@@ -113,10 +119,15 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
   const logprobs = wantLogprobs ? (top ?? 0) : undefined;
   const s = sampling(body, ['max_completion_tokens', 'max_tokens']);
   return {
-    request: { messages: normalized, sampling: { ...s, logprobs } },
+    request: {
+      messages: normalized,
+      ...parseChatRendering(body),
+      sampling: { ...s, ...parseStructured(body), logprobs },
+    },
     ...streamOptions(body),
     logprobs,
     images,
+    tools: parseTools(body),
   };
 }
 
@@ -135,7 +146,7 @@ export function parseCompletion(body: Body): ParsedRequest {
     );
   const logprobs = optional(body, 'logprobs', isInt, 'an integer');
   if (optional(body, 'echo', isBool, 'a boolean')) throw badRequest('echo is not supported', 'echo');
-  request.sampling = { ...sampling(body, ['max_tokens']), logprobs };
+  request.sampling = { ...sampling(body, ['max_tokens']), ...parseStructured(body), logprobs };
   return { request, ...streamOptions(body), logprobs };
 }
 
@@ -152,7 +163,7 @@ export function parseNativeGenerate(body: Body): {
   const sp = body.sampling_params ?? {};
   if (typeof sp !== 'object' || Array.isArray(sp))
     throw badRequest('sampling_params must be an object', 'sampling_params');
-  request.sampling = sampling(sp as Body, ['max_new_tokens']);
+  request.sampling = { ...sampling(sp as Body, ['max_new_tokens']), ...parseNativeStructured(sp as Body) };
   const imageData = body.image_data;
   const images =
     imageData === undefined || imageData === null
