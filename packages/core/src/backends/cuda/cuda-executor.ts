@@ -126,8 +126,6 @@ export function kvTokensForMemory(
   return Math.floor(budget / kvBytesPerToken);
 }
 
-// int32 elements (256 bytes) between packed input regions
-
 /**
  * The decoder on ONNX Runtime's CUDA provider through the C API. Weights, KV pools, step inputs
  * and outputs live in device memory at fixed addresses (IO binding): the KV pools are one
