@@ -2,7 +2,8 @@ import type { DependencyContainer } from 'tsyringe';
 import { kvCacheRegistry, modelRegistry, schedulerRegistry } from '../container.js';
 import { SwitchyardError } from '../errors.js';
 import type { Executor, StepSequence } from '../executor.js';
-import { decodeImage, imageHash } from '../image/index.js';
+import { type ImageLimits, ImagePipeline } from '../image/image-pipeline.js';
+import { imageHash } from '../image/index.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
@@ -16,7 +17,7 @@ import type { Scheduler, SchedulerOutput } from '../scheduler.js';
 import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js';
 import { ImageEmbeddingCache } from './image-cache.js';
 import { EngineMetrics } from './metrics.js';
-import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
+import { collectImages, expandPlaceholders, imageBytes, refuseImageTokens } from './multimodal-input.js';
 import type { CompletionOutput, GenerateRequest, GenerateResult, StreamEvent } from './request.js';
 
 export interface EngineOptions {
@@ -46,6 +47,11 @@ export interface EngineOptions {
   webgpu?: WebGpuTuning;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
+  /**
+   * Budgets of image work (pixels per request, pixels decoded at once) and the worker threads that
+   * decode and preprocess images (see `ImageLimits`; by default images are processed on this thread).
+   */
+  images?: ImageLimits;
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }
@@ -69,6 +75,8 @@ export interface EngineInfo {
 export interface EngineStats {
   numRunning: number;
   numWaiting: number;
+  /** Requests being prepared (tokenized, images fetched from the pool, decoded, encoded), not yet queued. */
+  numPreparing: number;
   /** Fraction of KV blocks referenced by live sequences now, and at most so far. */
   kvUsage: number;
   kvPeakUsage: number;
@@ -81,6 +89,8 @@ export interface EngineStats {
   numPreemptions: number;
   numRequestsFinished: number;
   numRequestsFailed: number;
+  /** Requests stopped before they finished (client gone, `abort`, a drain). */
+  numRequestsAborted: number;
   numPromptTokens: number;
   numGenerationTokens: number;
   numSteps: number;
@@ -121,6 +131,8 @@ export class Engine {
   private readonly bySeq = new Map<Sequence, RequestState>();
   private loopRunning = false;
   private closed = false;
+  /** Requests inside `prepare` now (mutated there only). */
+  private numPreparing = 0;
 
   private constructor(
     readonly info: EngineInfo,
@@ -133,7 +145,11 @@ export class Engine {
     private readonly vision?: VisionEncoder,
   ) {
     this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
+    this.imagePipeline = spec.multimodal && new ImagePipeline(spec.multimodal, options.images);
   }
+
+  /** A multimodal model's image budgets and decoding threads. */
+  readonly imagePipeline?: ImagePipeline;
 
   /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
   readonly imageCache: ImageEmbeddingCache;
@@ -249,24 +265,34 @@ export class Engine {
     return Promise.all(states.map((s) => s.done));
   }
 
-  /** Streams one request's tokens as they come; aborting `signal` stops it and frees its KV. */
+  /**
+   * Streams one request's tokens as they come. Aborting `signal` stops it wherever it is: before
+   * or while it is prepared (images waiting for the pool, decoding, encoding: the stream rejects with
+   * the signal's reason and nothing is queued), or once queued (it ends with finish reason 'abort'
+   * and its KV is freed).
+   */
   async *stream(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
-    const state = await this.prepare(request);
-    const queue: StreamEvent[] = [];
-    let wake: (() => void) | undefined;
-    state.listeners.push((e) => {
-      queue.push(e);
-      wake?.();
-    });
-    const onAbort = () => this.abort(state.id);
+    signal?.throwIfAborted();
+    let state: RequestState | undefined;
+    const onAbort = () => {
+      if (state) this.abort(state.id);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
-    let failed: Error | undefined;
-    state.done.catch((e) => {
-      failed = e;
-      wake?.();
-    });
-    this.enqueue(state);
     try {
+      state = await this.prepare(request, signal);
+      signal?.throwIfAborted();
+      const queue: StreamEvent[] = [];
+      let wake: (() => void) | undefined;
+      state.listeners.push((e) => {
+        queue.push(e);
+        wake?.();
+      });
+      let failed: Error | undefined;
+      state.done.catch((e) => {
+        failed = e;
+        wake?.();
+      });
+      this.enqueue(state);
       while (true) {
         while (queue.length > 0) {
           const e = queue.shift()!;
@@ -281,7 +307,7 @@ export class Engine {
       }
     } finally {
       signal?.removeEventListener('abort', onAbort);
-      if (this.requests.has(state.id)) this.abort(state.id);
+      if (state && this.requests.has(state.id)) this.abort(state.id);
     }
   }
 
@@ -318,6 +344,7 @@ export class Engine {
     return {
       numRunning: this.scheduler.numRunning(),
       numWaiting: this.scheduler.numWaiting(),
+      numPreparing: this.numPreparing,
       kvUsage: usage.numUsedBlocks / usage.numBlocks,
       kvPeakUsage: m.kvPeakUsage,
       kvCachedBlocks: usage.numCachedBlocks,
@@ -327,12 +354,29 @@ export class Engine {
       numPreemptions: this.scheduler.numPreemptions,
       numRequestsFinished: m.numRequestsFinished,
       numRequestsFailed: m.numRequestsFailed,
+      numRequestsAborted: m.numRequestsAborted,
       numPromptTokens: m.numPromptTokens,
       numGenerationTokens: m.numGenerationTokens,
       numSteps: m.numSteps,
       imageCacheQueries: this.imageCache.hits + this.imageCache.misses,
       imageCacheHits: this.imageCache.hits,
     };
+  }
+
+  /**
+   * Refuses, without tokenizing, a text of `chars` UTF-16 units that cannot fit the context: each
+   * token stands for at most `tokenizer.maxCharsPerToken` units, so such a text has at least
+   * `chars / maxCharsPerToken` tokens. Texts under the bound are tokenized and checked exactly.
+   */
+  checkPromptChars(chars: number, param = 'prompt'): void {
+    const per = this.tokenizer.maxCharsPerToken;
+    const { maxModelLen } = this.info;
+    if (per === undefined || chars <= maxModelLen * per) return;
+    throw new SwitchyardError(
+      `the prompt is ${chars} characters long, at least ${Math.ceil(chars / per)} tokens, but the context holds ${maxModelLen}; shorten the prompt`,
+      'invalid_request',
+      param,
+    );
   }
 
   numUnfinished(): number {
@@ -342,6 +386,7 @@ export class Engine {
   async close(): Promise<void> {
     this.closed = true;
     for (const id of [...this.requests.keys()]) this.abort(id);
+    await this.imagePipeline?.close();
     await this.executor.dispose();
     await this.vision?.dispose();
   }
@@ -350,9 +395,18 @@ export class Engine {
    * Tokenizes, validates, and encodes the request's images (through the image cache); throws
    * SwitchyardError naming the problem. Enqueues nothing.
    */
-  private async prepare(req: GenerateRequest): Promise<RequestState> {
+  private async prepare(req: GenerateRequest, signal?: AbortSignal): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
-    const { promptIds, mm } = await this.promptWithImages(req);
+    this.numPreparing++;
+    try {
+      return await this.prepareCounted(req, signal);
+    } finally {
+      this.numPreparing--;
+    }
+  }
+
+  private async prepareCounted(req: GenerateRequest, signal?: AbortSignal): Promise<RequestState> {
+    const { promptIds, mm } = await this.promptWithImages(req, signal);
     const { vocabSize, maxModelLen } = this.info;
     if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
     const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
@@ -419,14 +473,19 @@ export class Engine {
   /** Prompt ids with image placeholders expanded, and the images' places and embeddings. */
   private async promptWithImages(
     req: GenerateRequest,
+    signal?: AbortSignal,
   ): Promise<{ promptIds: number[]; mm: MultimodalItem[] }> {
     if (req.images !== undefined && !Array.isArray(req.images)) {
       throw new SwitchyardError('images must be an array', 'invalid_request', 'image');
     }
     const inputs = collectImages(req.messages, req.images);
     const spec = this.spec.multimodal;
-    if (inputs.length === 0) return { promptIds: this.promptIds(req, spec?.addSpecialTokens), mm: [] };
-    if (!spec || !this.vision) {
+    if (inputs.length === 0) {
+      const promptIds = this.promptIds(req, spec?.addSpecialTokens);
+      if (spec) refuseImageTokens(promptIds, spec, this.tokenizer, 0);
+      return { promptIds, mm: [] };
+    }
+    if (!spec || !this.vision || !this.imagePipeline) {
       throw new SwitchyardError(
         `the model ${this.info.architecture} does not accept images`,
         'invalid_request',
@@ -434,27 +493,28 @@ export class Engine {
       );
     }
     const vision = this.vision;
-    const decoded = await Promise.all(
-      inputs.map(async (input) => {
-        const bytes = imageBytes(input);
-        const processed = spec.process(await decodeImage(bytes));
-        return { hash: imageHash(bytes), processed };
-      }),
-    );
+    // The text first: a prompt too long or carrying stray image tokens is refused before any decoding.
+    const textIds = this.promptIds(req, spec.addSpecialTokens);
+    refuseImageTokens(textIds, spec, this.tokenizer, inputs.length);
+    const bytes = inputs.map(imageBytes);
+    const processed = await this.imagePipeline.process(bytes, signal);
+    const decoded = processed.map((p, i) => ({ hash: imageHash(bytes[i]), processed: p }));
     const { ids, places } = expandPlaceholders(
-      this.promptIds(req, spec.addSpecialTokens),
+      textIds,
       decoded.map((d) => d.processed),
       spec,
     );
     const mm = await Promise.all(
       decoded.map(async ({ hash, processed }, i) => {
         const embeddings = await this.imageCache.get(hash, async () => {
+          signal?.throwIfAborted();
           const out = await vision.encode(processed.pixelValues, processed.shape);
           return spec.arrange(out.data, out.shape, processed);
         });
         return { hash, ...places[i], embeddings };
       }),
     );
+    signal?.throwIfAborted();
     return { promptIds: ids, mm };
   }
 
@@ -484,10 +544,14 @@ export class Engine {
           'invalid_request',
           'messages',
         );
-      return this.tokenizer.encode(template.render(req.messages), chatSpecialTokens);
+      if (Array.isArray(req.messages)) this.checkPromptChars(messageChars(req.messages), 'messages');
+      const text = template.render(req.messages);
+      this.checkPromptChars(text.length, 'messages');
+      return this.tokenizer.encode(text, chatSpecialTokens);
     }
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
+    this.checkPromptChars(req.prompt.length);
     return this.tokenizer.encode(req.prompt, true);
   }
 
@@ -637,9 +701,16 @@ export class Engine {
     }
     const result = this.result(state);
     const m = this.metrics;
-    m.numRequestsFinished++;
     m.numPromptTokens += result.usage.promptTokens;
     m.numGenerationTokens += result.usage.completionTokens;
+    if (result.outputs.every((o) => o.finishReason === 'abort')) {
+      // Stopped, not served: counted apart, and kept out of the latency histograms.
+      m.numRequestsAborted++;
+      this.emit(state, { type: 'done', result });
+      state.resolve(result);
+      return;
+    }
+    m.numRequestsFinished++;
     m.queueTime.observe(result.metrics.queueMs / 1000);
     m.e2eLatency.observe(result.metrics.e2eMs / 1000);
     if (state.seqs[0].firstTokenTime !== undefined) m.ttft.observe(result.metrics.ttftMs / 1000);
@@ -699,4 +770,20 @@ export class Engine {
       }
     }
   }
+}
+
+/** The characters of the messages' text (the rendered prompt holds at least these). */
+function messageChars(messages: GenerateRequest['messages'] & object): number {
+  let n = 0;
+  for (const m of messages) {
+    const content = (m as { content?: unknown }).content;
+    if (typeof content === 'string') n += content.length;
+    else if (Array.isArray(content)) {
+      for (const p of content) {
+        const text = (p as { text?: unknown }).text;
+        if (typeof text === 'string') n += text.length;
+      }
+    }
+  }
+  return n;
 }

@@ -31,6 +31,8 @@ export class EngineMetrics {
   readonly queueTime = new Histogram(LATENCY_S);
   numRequestsFinished = 0;
   numRequestsFailed = 0;
+  /** Requests stopped before they finished (client gone, `abort`, a drain); not in the histograms. */
+  numRequestsAborted = 0;
   numPromptTokens = 0;
   numGenerationTokens = 0;
   numSteps = 0;
