@@ -56,7 +56,7 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     images: {
       maxPixelsPerRequest: optional('max-image-pixels', 1),
       maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),
-      maxWaiting: num('max-waiting', 1),
+      maxWaiting: num('max-waiting', 1) * Math.max(1, num('max-images-per-request', 0)),
       ...(threads === undefined ? {} : { workers: { model, modules: [builtinsModule()], threads } }),
     },
   });

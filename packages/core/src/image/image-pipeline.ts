@@ -8,15 +8,15 @@ import { type ImageWorkerOptions, ImageWorkerPool } from './worker-pool.js';
 export interface ImageLimits {
   /** Pixels (width × height from the headers) of all images of one request together (default 64 MP). */
   maxPixelsPerRequest?: number;
-  /** Pixels being decoded and preprocessed at once, all requests together (default 128 MP). */
+  /** Pixels being decoded and preprocessed at once, all requests together (default 64 MP). */
   maxPixelsInFlight?: number;
-  /** Requests that may wait for room in that budget; more get `overloaded` (default 256). */
+  /** Images that may wait for room in that budget; more get `overloaded` (default 1024). */
   maxWaiting?: number;
   /** Decode and preprocess on worker threads (see `ImageWorkerOptions`); absent: on this thread. */
   workers?: ImageWorkerOptions;
 }
 
-export const DEFAULT_MAX_IMAGE_PIXELS_IN_FLIGHT = 128_000_000;
+export const DEFAULT_MAX_IMAGE_PIXELS_IN_FLIGHT = 64_000_000;
 
 function megapixels(n: number): string {
   return `${Number((n / 1e6).toFixed(1))} MP`;
@@ -25,9 +25,9 @@ function megapixels(n: number): string {
 /**
  * A request's images from bytes to processor outputs, within budgets: the headers are read first
  * and their pixels summed against the per-request limit (nothing is decoded for a request over
- * it); the request then waits for its pixels in the server-wide budget; then each image is
- * decoded and preprocessed, on worker threads when configured. Aborting the signal stops the
- * request wherever it is.
+ * it); each image then waits for its pixels in the server-wide budget of pixels decoded at once,
+ * and is decoded and preprocessed, on worker threads when configured. Aborting the signal stops
+ * the request wherever it is.
  */
 export class ImagePipeline {
   readonly maxPixelsPerRequest: number;
@@ -39,11 +39,10 @@ export class ImagePipeline {
     limits: ImageLimits = {},
   ) {
     this.maxPixelsPerRequest = limits.maxPixelsPerRequest ?? DEFAULT_MAX_PIXELS;
-    const inFlight = Math.max(
+    this.budget = new PixelBudget(
       limits.maxPixelsInFlight ?? DEFAULT_MAX_IMAGE_PIXELS_IN_FLIGHT,
-      this.maxPixelsPerRequest,
+      limits.maxWaiting ?? 1024,
     );
-    this.budget = new PixelBudget(inFlight, limits.maxWaiting ?? 256);
     if (limits.workers) this.pool = new ImageWorkerPool(limits.workers);
   }
 
@@ -64,28 +63,31 @@ export class ImagePipeline {
         'image',
       );
     }
-    const release = await this.budget.acquire(total, signal);
-    try {
-      // Settled, not raced: a failed or aborted image still holds its pixels until its work stops.
-      const results = await Promise.allSettled(images.map((b) => this.one(b, signal)));
-      const failed = results.find((r) => r.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
-      signal?.throwIfAborted();
-      return results.map((r) => (r as PromiseFulfilledResult<ProcessedImage>).value);
-    } finally {
-      release();
-    }
+    // Each image holds its own pixels of the budget while it is worked on (no image waits while
+    // holding any, so requests cannot deadlock); an image larger than the whole budget runs alone.
+    // Settled, not raced: a failed or aborted image holds its pixels until its work has stopped.
+    const results = await Promise.allSettled(
+      images.map((b, i) => this.one(b, headers[i].width * headers[i].height, signal)),
+    );
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    signal?.throwIfAborted();
+    return results.map((r) => (r as PromiseFulfilledResult<ProcessedImage>).value);
   }
 
   async close(): Promise<void> {
     await this.pool?.close();
   }
 
-  private async one(bytes: Uint8Array, signal?: AbortSignal): Promise<ProcessedImage> {
-    if (this.pool) return this.pool.run(bytes, this.maxPixelsPerRequest, signal);
-    signal?.throwIfAborted();
-    const image = await decodeImage(bytes, { maxPixels: this.maxPixelsPerRequest });
-    signal?.throwIfAborted();
-    return this.spec.process(image);
+  private async one(bytes: Uint8Array, pixels: number, signal?: AbortSignal): Promise<ProcessedImage> {
+    const release = await this.budget.acquire(pixels, signal);
+    try {
+      if (this.pool) return await this.pool.run(bytes, this.maxPixelsPerRequest, signal);
+      const image = await decodeImage(bytes, { maxPixels: this.maxPixelsPerRequest });
+      signal?.throwIfAborted();
+      return this.spec.process(image);
+    } finally {
+      release();
+    }
   }
 }

@@ -8,7 +8,7 @@ interface Waiter {
 /**
  * A weighted semaphore over decoded pixels: the image work of all requests together holds at most
  * `capacity` pixels at once (a decoded pixel costs about 7 bytes on the way to the processor's
- * output). Requests wait in arrival order; at most `maxWaiting` wait, more are refused as
+ * output). Images wait in arrival order; at most `maxWaiting` wait, more are refused as
  * `overloaded` (HTTP 429). Mutated by `acquire` and the release functions it hands out.
  */
 export class PixelBudget {
@@ -50,7 +50,7 @@ export class PixelBudget {
     }
     if (this.waiters.length >= this.maxWaiting) {
       throw new SwitchyardError(
-        `image work is at its limit: ${this.waiters.length} requests already wait for the ${this.capacity}-pixel budget of images decoded at once; retry later, or raise --max-image-pixels-in-flight`,
+        `image work is at its limit: ${this.waiters.length} images already wait for the ${this.capacity}-pixel budget of images decoded at once; retry later, or raise --max-image-pixels-in-flight`,
         'overloaded',
         'image',
       );

@@ -22,6 +22,12 @@ export function prometheusText(engine: Engine, modelName: string): string {
   };
   metric('num_requests_running', 'gauge', 'Sequences in the running batch.', s.numRunning);
   metric('num_requests_waiting', 'gauge', 'Sequences waiting to be scheduled.', s.numWaiting);
+  metric(
+    'num_requests_preparing',
+    'gauge',
+    'Requests being prepared (tokenized, images decoded), not yet queued.',
+    s.numPreparing,
+  );
   metric('kv_cache_usage_perc', 'gauge', 'Fraction of KV blocks held by live sequences.', s.kvUsage);
   metric(
     'kv_cache_used_blocks',
