@@ -6,6 +6,7 @@ import { type ImageLimits, ImagePipeline } from '../image/image-pipeline.js';
 import { imageHash } from '../image/index.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import { Checkpoint } from '../loader/checkpoint.js';
+import { OFF_THREAD_CHARS, TokenizerThread } from '../loader/tokenizer-thread.js';
 import type { ModelSpec } from '../model.js';
 import { CpuExecutor } from '../ort/cpu-executor.js';
 import { VisionEncoder } from '../ort/vision-encoder.js';
@@ -146,7 +147,10 @@ export class Engine {
   ) {
     this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
     this.imagePipeline = spec.multimodal && new ImagePipeline(spec.multimodal, options.images);
+    this.tokenizerThread = new TokenizerThread(checkpoint.dir);
   }
+
+  private readonly tokenizerThread: TokenizerThread;
 
   /** A multimodal model's image budgets and decoding threads. */
   readonly imagePipeline?: ImagePipeline;
@@ -256,6 +260,15 @@ export class Engine {
 
   get tokenizer() {
     return this.checkpoint.tokenizer;
+  }
+
+  /**
+   * Token ids of `text`, as `tokenizer.encode` gives them; a long text is encoded on the tokenizer's
+   * own thread, so this thread goes on answering and stepping meanwhile.
+   */
+  encode(text: string, addSpecialTokens = false): Promise<number[]> {
+    if (text.length < OFF_THREAD_CHARS) return Promise.resolve(this.tokenizer.encode(text, addSpecialTokens));
+    return this.tokenizerThread.encode(text, addSpecialTokens);
   }
 
   /** Runs requests to completion; results in request order. A bad request rejects before any runs. */
@@ -387,6 +400,7 @@ export class Engine {
     this.closed = true;
     for (const id of [...this.requests.keys()]) this.abort(id);
     await this.imagePipeline?.close();
+    await this.tokenizerThread.close();
     await this.executor.dispose();
     await this.vision?.dispose();
   }
@@ -481,7 +495,7 @@ export class Engine {
     const inputs = collectImages(req.messages, req.images);
     const spec = this.spec.multimodal;
     if (inputs.length === 0) {
-      const promptIds = this.promptIds(req, spec?.addSpecialTokens);
+      const promptIds = await this.promptIds(req, spec?.addSpecialTokens);
       if (spec) refuseImageTokens(promptIds, spec, this.tokenizer, 0);
       return { promptIds, mm: [] };
     }
@@ -494,7 +508,7 @@ export class Engine {
     }
     const vision = this.vision;
     // The text first: a prompt too long or carrying stray image tokens is refused before any decoding.
-    const textIds = this.promptIds(req, spec.addSpecialTokens);
+    const textIds = await this.promptIds(req, spec.addSpecialTokens);
     refuseImageTokens(textIds, spec, this.tokenizer, inputs.length);
     const bytes = inputs.map(imageBytes);
     const processed = await this.imagePipeline.process(bytes, signal);
@@ -518,7 +532,7 @@ export class Engine {
     return { promptIds: ids, mm };
   }
 
-  private promptIds(req: GenerateRequest, chatSpecialTokens = false): number[] {
+  private async promptIds(req: GenerateRequest, chatSpecialTokens = false): Promise<number[]> {
     const given = [req.prompt, req.promptIds, req.messages].filter((x) => x !== undefined).length;
     if (given !== 1) {
       throw new SwitchyardError(
@@ -547,12 +561,12 @@ export class Engine {
       if (Array.isArray(req.messages)) this.checkPromptChars(messageChars(req.messages), 'messages');
       const text = template.render(req.messages);
       this.checkPromptChars(text.length, 'messages');
-      return this.tokenizer.encode(text, chatSpecialTokens);
+      return this.encode(text, chatSpecialTokens);
     }
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
     this.checkPromptChars(req.prompt.length);
-    return this.tokenizer.encode(req.prompt, true);
+    return this.encode(req.prompt, true);
   }
 
   private enqueue(state: RequestState): void {

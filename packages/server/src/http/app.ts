@@ -196,13 +196,13 @@ export function buildServer(options: ServerOptions): Server {
     if (typeof body.prompt === 'string') {
       // A text that cannot fit the context is refused before it ties up the thread tokenizing it.
       engine.checkPromptChars(body.prompt.length);
-      tokens = engine.tokenizer.encode(body.prompt, addSpecial);
+      tokens = await engine.encode(body.prompt, addSpecial);
     } else if (Array.isArray(body.messages)) {
       const template = engine.checkpoint.chatTemplate;
       if (!template) throw badRequest('this model has no chat template', 'messages');
       const text = template.render(parseChat(body, maxImages).request.messages!);
       engine.checkPromptChars(text.length, 'messages');
-      tokens = engine.tokenizer.encode(text, false);
+      tokens = await engine.encode(text, false);
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };
   });

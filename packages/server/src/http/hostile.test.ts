@@ -95,6 +95,34 @@ describe('text server', () => {
     expect(engine.numUnfinished()).toBe(0);
   });
 
+  it('tokenizes a long prompt (under the bound) on its own thread: same ids, /health answers meanwhile', async () => {
+    // ~37k tokens of 73k characters: about a second of tokenizing that used to stop everything.
+    const prompt = 'hello world '.repeat(6000);
+    const inline = engine.tokenizer.encode(prompt, true);
+    let worst = 0;
+    let done = false;
+    const health = (async () => {
+      while (!done) {
+        const t = performance.now();
+        await (await fetch(`${url}/health`)).text();
+        worst = Math.max(worst, performance.now() - t);
+        await sleep(10);
+      }
+    })();
+    const res = await post('/tokenize', { prompt });
+    done = true;
+    await health;
+    const body = (await res.json()) as { tokens: number[]; count: number };
+    expect(body.tokens).toEqual(inline);
+    expect(worst).toBeLessThan(200);
+    // The same prompt as a completion is refused with the exact count once tokenized.
+    const long = await post('/v1/completions', { prompt, max_tokens: 1 });
+    expect(long.status).toBe(400);
+    expect(((await long.json()) as { error: { message: string } }).error.message).toMatch(
+      new RegExp(`${inline.length} tokens but the context holds 1024`),
+    );
+  });
+
   it('an already-aborted signal never reaches the scheduler', async () => {
     const controller = new AbortController();
     controller.abort(new Error('gone'));
