@@ -12,8 +12,11 @@ export interface ImageLimits {
   maxPixelsInFlight?: number;
   /** Images that may wait for room in that budget; more get `overloaded` (default 1024). */
   maxWaiting?: number;
-  /** Decode and preprocess on worker threads (see `ImageWorkerOptions`); absent: on this thread. */
-  workers?: ImageWorkerOptions;
+  /**
+   * Decode and preprocess on worker threads (see `ImageWorkerOptions`); absent or false: on this
+   * thread (a one-shot CLI run: no threads to start).
+   */
+  workers?: ImageWorkerOptions | false;
 }
 
 export const DEFAULT_MAX_IMAGE_PIXELS_IN_FLIGHT = 64_000_000;

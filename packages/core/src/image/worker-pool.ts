@@ -50,14 +50,11 @@ export class ImageWorkerPool {
   private readonly queue: Job[] = [];
   private nextId = 0;
   private closed = false;
+  /** Threads, started on the first image (a server that never sees one never pays for them). */
+  readonly size: number;
 
   constructor(private readonly options: ImageWorkerOptions) {
-    const n = options.threads ?? Math.max(1, Math.min(8, availableParallelism()));
-    for (let i = 0; i < n; i++) this.slots.push(this.spawn());
-  }
-
-  get size(): number {
-    return this.slots.length;
+    this.size = options.threads ?? Math.max(1, Math.min(8, availableParallelism()));
   }
 
   /** Decodes `bytes` (at most `maxPixels`) and runs the model's processor on a worker thread. */
@@ -76,6 +73,7 @@ export class ImageWorkerPool {
         signal.addEventListener('abort', job.onAbort, { once: true });
       }
       this.queue.push(job);
+      while (this.slots.length < this.size) this.slots.push(this.spawn());
       this.pump();
     });
   }

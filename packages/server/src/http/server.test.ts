@@ -250,7 +250,7 @@ describe('errors, over raw HTTP', () => {
       200,
     );
     await drained;
-  });
+  }, 20_000);
 });
 
 describe('a failure in the middle of a stream', () => {
