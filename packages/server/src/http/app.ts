@@ -194,15 +194,12 @@ export function buildServer(options: ServerOptions): Server {
     const addSpecial = body.add_special_tokens !== false;
     let tokens: number[];
     if (typeof body.prompt === 'string') {
-      // A text that cannot fit the context is refused before it ties up the thread tokenizing it.
+      // A text that cannot fit the context is refused before it ties up a thread tokenizing it.
       engine.checkPromptChars(body.prompt.length);
       tokens = await engine.encode(body.prompt, addSpecial);
     } else if (Array.isArray(body.messages)) {
-      const template = engine.checkpoint.chatTemplate;
-      if (!template) throw badRequest('this model has no chat template', 'messages');
-      const text = template.render(parseChat(body, maxImages).request.messages!);
-      engine.checkPromptChars(text.length, 'messages');
-      tokens = await engine.encode(text, false);
+      // The engine's own renderer, so the count matches what a chat request runs.
+      tokens = await engine.promptIds({ messages: parseChat(body, maxImages).request.messages! });
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };
   });

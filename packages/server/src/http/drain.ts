@@ -1,4 +1,5 @@
 import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Engine } from '@switchyard/core';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { HttpError } from './errors.js';
@@ -20,19 +21,29 @@ export class InFlight {
   private readonly active = new Set<AbortController>();
   /** HTTP requests whose headers have arrived and whose answer has not ended (any route). */
   private numRequests = 0;
+  /** Connections on which no request has arrived yet (one may be on its way). */
+  private readonly fresh = new Set<Socket>();
 
   get size(): number {
     return this.active.size;
   }
 
-  /** Whether any request is open: tracked by a handler, or still arriving (its body on the way). */
+  /**
+   * Whether any request is open or may be coming: tracked by a handler, still arriving (its body on
+   * the way), or a new connection that has not sent one yet. Idle keep-alive connections do not count.
+   */
   get busy(): boolean {
-    return this.active.size > 0 || this.numRequests > 0;
+    return this.active.size > 0 || this.numRequests > 0 || this.fresh.size > 0;
   }
 
-  /** Counts every request `server` receives until its response closes. */
+  /** Counts every request `server` receives until its response closes, and connections yet to send one. */
   watch(server: HttpServer): void {
-    server.on('request', (_req, res) => {
+    server.on('connection', (socket: Socket) => {
+      this.fresh.add(socket);
+      socket.once('close', () => this.fresh.delete(socket));
+    });
+    server.on('request', (req, res) => {
+      this.fresh.delete(req.socket);
       this.numRequests++;
       res.once('close', () => this.numRequests--);
     });
