@@ -201,8 +201,16 @@ describe('slow and hostile clients (text demo)', () => {
     return { closed, received: () => received, socket, stop: () => clearInterval(timer) };
   }
 
-  it('cuts a slow body within --request-timeout, and slow headers within --headers-timeout', async () => {
-    const cli = await serve([...TEXT, '--request-timeout', '1', '--headers-timeout', '1']);
+  it('cuts a slow body within --request-timeout, slow headers within --headers-timeout, idle keep-alive within --keep-alive-timeout', async () => {
+    const cli = await serve([
+      ...TEXT,
+      '--request-timeout',
+      '1',
+      '--headers-timeout',
+      '1',
+      '--keep-alive-timeout',
+      '1',
+    ]);
     const body = '{"prompt": "hello", "max_tokens": 2}';
     const slowBody = slowClient(
       cli,
@@ -218,8 +226,12 @@ describe('slow and hostile clients (text demo)', () => {
     expect(bodyMs).toBeLessThan(2500);
     expect(headersMs).toBeLessThan(2500);
     expect(slowBody.received()).toMatch(/^HTTP\/1\.1 408/);
-    // The server still answers others.
-    expect((await fetch(`${cli.url}/health`)).status).toBe(200);
+    // The server still answers others; an idle keep-alive connection is closed after its timeout.
+    const idle = slowClient(cli, 'GET /health HTTP/1.1\r\nhost: x\r\nconnection: keep-alive\r\n\r\n');
+    const idleMs = await idle.closed;
+    expect(idle.received()).toMatch(/^HTTP\/1\.1 200/);
+    expect(idleMs).toBeGreaterThanOrEqual(900);
+    expect(idleMs).toBeLessThan(2500);
   }, 30_000);
 
   it('a 10 MB prompt gets its 400 within 200 ms, and /health is not held up', async () => {
