@@ -6,8 +6,12 @@ describe('PixelBudget', () => {
     const budget = new PixelBudget(100, 10);
     const a = await budget.acquire(60);
     const order: string[] = [];
-    const b = budget.acquire(60).then((r) => (order.push('b'), r));
-    const c = budget.acquire(30).then((r) => (order.push('c'), r));
+    const note = (name: string) => (release: () => void) => {
+      order.push(name);
+      return release;
+    };
+    const b = budget.acquire(60).then(note('b'));
+    const c = budget.acquire(30).then(note('c'));
     await new Promise((r) => setTimeout(r, 10));
     // c would fit now, but b came first: FIFO, so neither jumps the queue.
     expect(order).toEqual([]);
