@@ -5,6 +5,7 @@
  * very one the engine would run, not a copy.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import sharp from 'sharp';
 import { createContainer, modelRegistry } from '../container.js';
 import { SwitchyardError } from '../errors.js';
 import { Checkpoint } from '../loader/checkpoint.js';
@@ -32,6 +33,8 @@ async function load({ model, modules }: Setup): Promise<MultimodalSpec> {
   return spec.multimodal;
 }
 
+// libvips' operation cache would keep recent decoded images alive; every image here is decoded once.
+sharp.cache(false);
 const ready = load(workerData as Setup);
 ready.catch(() => {});
 
