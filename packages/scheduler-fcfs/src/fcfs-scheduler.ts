@@ -19,6 +19,7 @@ export class FcfsScheduler extends QueuedScheduler {
     const batch = this.queues.running.toArray();
     const prefilling = batch.filter((s) => s.numComputedTokens < s.numPromptTokens);
     const scheduled = prefilling.length > 0 ? this.prefill(prefilling) : this.decode(batch);
+    this.queues.commitAhead(scheduled);
     const numBatchedTokens = scheduled.reduce((sum, s) => sum + s.numNewTokens, 0);
     return { scheduled, preempted: [], numBatchedTokens };
   }
@@ -34,7 +35,7 @@ export class FcfsScheduler extends QueuedScheduler {
       }
       const hit = this.kv.matchPrefix(seq);
       if (!this.kv.allocate(seq, reservation - hit, hit)) break;
-      this.queues.admit(seq);
+      this.queues.admit(seq, hit);
     }
   }
 

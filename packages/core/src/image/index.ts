@@ -1,3 +1,4 @@
+export * from './data-url.js';
 export * from './decode.js';
 export * from './image-pipeline.js';
 export * from './pixel-budget.js';
