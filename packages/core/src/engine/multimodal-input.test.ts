@@ -2,8 +2,11 @@ import { describe, expect, it } from 'vitest';
 import type { MultimodalSpec } from '../model.js';
 import { imageTokenIds, refuseImageTokens } from './multimodal-input.js';
 
-/** InternVL's shape: `<image>` (9) expands to `<img>` (10) + `<IMG_CONTEXT>` (11) × N + `</img>` (12). */
-const internvlLike = {
+/**
+ * A model whose placeholder expands to start + context × N + end (InternVL's shape): `<image>` (9)
+ * becomes `<img>` (10) + `<IMG_CONTEXT>` (11) × N + `</img>` (12).
+ */
+const wrappedSpec = {
   placeholderTokenId: 9,
   expand: (image: { numTokens: number }) => ({
     ids: [10, ...new Array(image.numTokens).fill(11), 12],
@@ -15,7 +18,7 @@ const tokenizer = { idToToken: (id: number) => names[id] };
 
 describe('image tokens typed as text', () => {
   it('knows every token an image may become', () => {
-    expect([...imageTokenIds(internvlLike)].sort((a, b) => a - b)).toEqual([9, 10, 11, 12]);
+    expect([...imageTokenIds(wrappedSpec)].sort((a, b) => a - b)).toEqual([9, 10, 11, 12]);
   });
 
   it.each([
@@ -23,11 +26,11 @@ describe('image tokens typed as text', () => {
     [[1, 10, 2], 0, /"<img>"/],
     [[1, 9, 2], 0, /1 image placeholder\(s\) "<image>" but the request has no image/],
   ])('refuses %j with %i images', (ids, numImages, message) => {
-    expect(() => refuseImageTokens(ids, internvlLike, tokenizer, numImages)).toThrow(message);
+    expect(() => refuseImageTokens(ids, wrappedSpec, tokenizer, numImages)).toThrow(message);
   });
 
   it('lets plain text through, and placeholders that images fill', () => {
-    expect(() => refuseImageTokens([1, 2, 3], internvlLike, tokenizer, 0)).not.toThrow();
-    expect(() => refuseImageTokens([1, 9, 9, 3], internvlLike, tokenizer, 2)).not.toThrow();
+    expect(() => refuseImageTokens([1, 2, 3], wrappedSpec, tokenizer, 0)).not.toThrow();
+    expect(() => refuseImageTokens([1, 9, 9, 3], wrappedSpec, tokenizer, 2)).not.toThrow();
   });
 });
