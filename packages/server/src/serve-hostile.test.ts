@@ -297,7 +297,8 @@ describe('slow and hostile clients (text demo)', () => {
       cli,
       'POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"prompt":',
     );
-    while ((await metric(cli, 'num_requests_running')) === 0) await sleep(20);
+    const until = Date.now() + 10_000;
+    while ((await metric(cli, 'num_requests_running')) === 0 && Date.now() < until) await sleep(20);
     const signalled = Date.now();
     cli.kill('SIGTERM');
     const code = await cli.exited;
