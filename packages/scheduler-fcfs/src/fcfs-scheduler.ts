@@ -24,8 +24,13 @@ export class FcfsScheduler extends QueuedScheduler {
     return { scheduled, preempted: [], numBatchedTokens };
   }
 
+  /**
+   * Admits the batch. A prompt that the first prefill step will run whole (the same pick as
+   * `prefill`) is committed ahead, so later members of the batch share its prefix in that step.
+   */
   private admitBatch(): void {
     const { maxNumSeqs, maxModelLen } = this.config;
+    let budget = this.config.maxNumBatchedTokens;
     for (const seq of this.policy.order(this.queues.waiting.toArray(), this.kv)) {
       if (this.queues.running.length >= maxNumSeqs) break;
       const reservation = Math.min(seq.maxLength, maxModelLen);
@@ -36,6 +41,11 @@ export class FcfsScheduler extends QueuedScheduler {
       const hit = this.kv.matchPrefix(seq);
       if (!this.kv.allocate(seq, reservation - hit, hit)) break;
       this.queues.admit(seq, hit);
+      const prompt = seq.numUncomputedTokens;
+      if (prompt <= budget) {
+        this.queues.commitAhead([{ seq, numNewTokens: prompt }]);
+        budget -= prompt;
+      }
     }
   }
 

@@ -3,6 +3,7 @@ import { backendRegistry, createContainer } from '../container.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import { llamaFamilyDecoder } from '../models/llama-family.js';
 import { fixture, fixtureTitle } from '../testing/fixtures.js';
+import { cpuBackend } from './cpu/cpu-backend.js';
 import { webgpuBackend } from './webgpu/webgpu-backend.js';
 
 describe('the backend registry', () => {
@@ -22,6 +23,18 @@ describe('the backend registry', () => {
   });
 
   const fx = fixture('llama3-tiny');
+  it.skipIf(fx.missing)(fixtureTitle(fx, 'cpu and webgpu refuse memoryUtilization'), async () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const model = { architecture: ckpt.architecture, decoder: llamaFamilyDecoder(ckpt.textConfig) };
+    const options = { blockSize: 16, maxModelLen: 64, quantization: 'none' as const, memoryUtilization: 0.9 };
+    await expect(cpuBackend.createExecutor(ckpt, model, { ...options, dtype: 'float32' })).rejects.toThrow(
+      'memoryUtilization is not supported on the cpu device; size the KV pool with kvCacheTokens',
+    );
+    await expect(webgpuBackend.createExecutor(ckpt, model, { ...options, dtype: 'float16' })).rejects.toThrow(
+      'memoryUtilization is not supported on the webgpu device',
+    );
+  });
+
   it.skipIf(fx.missing)(fixtureTitle(fx, 'an unknown webgpu setting names the known ones'), async () => {
     const ckpt = Checkpoint.open(fx.dir);
     const model = { architecture: ckpt.architecture, decoder: llamaFamilyDecoder(ckpt.textConfig) };

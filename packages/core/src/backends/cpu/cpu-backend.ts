@@ -27,7 +27,7 @@ export function createCpuBackend({ name = 'cpu', sessionOptions }: CpuBackendOpt
     async createExecutor(checkpoint, model, options) {
       const d = model.decoder;
       const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
-      const tokens = kvPoolTokens(options, kvBytesPerToken, CPU_KV_BUDGET);
+      const tokens = kvPoolTokens(name, options, kvBytesPerToken, CPU_KV_BUDGET);
       const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));
       return CpuExecutor.create(checkpoint, d, {
         numBlocks,

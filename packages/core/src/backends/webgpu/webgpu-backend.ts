@@ -40,7 +40,7 @@ export const webgpuBackend: Backend = {
   async createExecutor(checkpoint, model, options) {
     const d = model.decoder;
     const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 2;
-    const tokens = kvPoolTokens(options, kvBytesPerToken, WEBGPU_KV_BUDGET);
+    const tokens = kvPoolTokens('webgpu', options, kvBytesPerToken, WEBGPU_KV_BUDGET);
     const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));
     const settings = tuning(options.settings);
     return WebGpuExecutor.create(checkpoint, d, {
