@@ -30,6 +30,7 @@ export * from './loader/chat-template.js';
 export * from './loader/checkpoint.js';
 export * from './loader/safetensors.js';
 export * from './loader/tokenizer.js';
+export * from './loader/tokenizer-thread.js';
 export * from './model.js';
 export * from './models/llama-family.js';
 export * from './models/vlm.js';

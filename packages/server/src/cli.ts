@@ -123,7 +123,8 @@ async function generate(args: string[]): Promise<number> {
   if (values['prompt-ids'] !== undefined) request.promptIds = parseIds(values['prompt-ids']);
   if (values.messages !== undefined) request.messages = readMessages(values.messages);
 
-  const engine = await createEngine(engineOptions(values));
+  // One request: decoding its images on this thread beats starting worker threads for them.
+  const engine = await createEngine({ ...engineOptions(values), images: { workers: false } });
   try {
     if (values.image?.length) {
       request.images = values.image;
@@ -155,7 +156,7 @@ async function generate(args: string[]): Promise<number> {
 
 /** A one-question chat with the demo model, printed. */
 async function chat(): Promise<number> {
-  const engine: Engine = await createEngine({ model: DEMO_VISION_MODEL });
+  const engine: Engine = await createEngine({ model: DEMO_VISION_MODEL, images: { workers: false } });
   try {
     const question = 'What color is the circle?';
     const picture = join(DEMO_VISION_MODEL, 'examples', 'scene1.png');

@@ -1,12 +1,14 @@
 import { parseArgs } from 'node:util';
 import { createContainer, SwitchyardError } from '@switchyard/core';
-import { createEngine, registerBuiltins } from './create-engine.js';
+import { builtinsModule, createEngine, registerBuiltins } from './create-engine.js';
+
 import { ENGINE_FLAGS, engineOptions } from './flags.js';
 import { buildServer } from './http/app.js';
 
 /**
  * `switchyard serve`: the HTTP server on --host:--port. SIGTERM or SIGINT drains: new requests
- * get 503, running ones finish (up to --drain-timeout seconds), then the process exits 0.
+ * get 503, running ones finish (up to --drain-timeout seconds), what is left is stopped, every
+ * connection closed, and the process exits 0.
  */
 export async function serve(args: string[], defaultModel: string): Promise<number> {
   const { values } = parseArgs({
@@ -24,6 +26,12 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       'image-cache-mb': { type: 'string' },
       'max-images-per-request': { type: 'string', default: '8' },
       'no-playground': { type: 'boolean' },
+      'max-image-pixels': { type: 'string' },
+      'max-image-pixels-in-flight': { type: 'string' },
+      'image-threads': { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'request-timeout': { type: 'string' },
+      'keep-alive-timeout': { type: 'string' },
     },
   });
   const num = (name: keyof typeof values, min: number): number => {
@@ -32,10 +40,30 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       throw new SwitchyardError(`--${name} must be an integer ≥ ${min}, got '${values[name]}'`);
     return n;
   };
+  const optional = (name: keyof typeof values, min: number) =>
+    values[name] === undefined ? undefined : num(name, min);
+  const seconds = (name: keyof typeof values) => {
+    if (values[name] === undefined) return undefined;
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < 0)
+      throw new SwitchyardError(`--${name} must be a number of seconds ≥ 0, got '${values[name]}'`);
+    return n * 1000;
+  };
   const port = num('port', 0);
-  const options = engineOptions({ ...values, model: values.model ?? defaultModel });
+  const model = values.model ?? defaultModel;
+  const options = engineOptions({ ...values, model });
   const container = registerBuiltins(createContainer());
-  const engine = await createEngine({ ...options, container });
+  const threads = optional('image-threads', 1);
+  const engine = await createEngine({
+    ...options,
+    container,
+    images: {
+      maxPixelsPerRequest: optional('max-image-pixels', 1),
+      maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),
+      maxWaiting: num('max-waiting', 1) * Math.max(1, num('max-images-per-request', 0)),
+      ...(threads === undefined ? {} : { workers: { model, modules: [builtinsModule()], threads } }),
+    },
+  });
   const server = buildServer({
     engine,
     modelName: values['served-model-name'],
@@ -50,6 +78,11 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       allowedLocalPath: values['allowed-local-media-path'],
     },
     playground: values['no-playground'] ? undefined : { engineOptions: options, container },
+    timeouts: {
+      headersTimeoutMs: seconds('headers-timeout'),
+      requestTimeoutMs: seconds('request-timeout'),
+      keepAliveTimeoutMs: seconds('keep-alive-timeout'),
+    },
   });
   const address = await server.app.listen({ host: values.host, port });
   process.stderr.write(

@@ -18,6 +18,19 @@ export function chatPromptIds(
   /** Continue the last (assistant) message instead of opening a new turn (vLLM's continue_final_message). */
   continueFinal = false,
 ): number[] {
+  return checkpoint.tokenizer.encode(
+    chatPromptText(checkpoint, messages, extra, continueFinal),
+    chatSpecialTokens(spec),
+  );
+}
+
+/** The rendered chat prompt that `chatPromptIds` tokenizes. */
+export function chatPromptText(
+  checkpoint: Checkpoint,
+  messages: ChatMessage[],
+  extra: Record<string, unknown> = {},
+  continueFinal = false,
+): string {
   const template = checkpoint.chatTemplate;
   if (!template) {
     throw new SwitchyardError(
@@ -26,10 +39,9 @@ export function chatPromptIds(
       'messages',
     );
   }
-  const text = continueFinal
+  return continueFinal
     ? continueFinalMessage(template, messages, extra)
     : template.render(messages, { extra });
-  return checkpoint.tokenizer.encode(text, spec.multimodal?.addSpecialTokens ?? false);
 }
 
 const SENTINEL = '\u2063SWITCHYARD_CONTINUE\u2063';
@@ -65,4 +77,25 @@ function continueFinalMessage(
     );
   }
   return text.slice(0, i) + last.content;
+}
+
+/** Whether `chatPromptIds` tokenizes with special tokens (a VLM's processor may add BOS). */
+export function chatSpecialTokens(spec: ModelSpec): boolean {
+  return spec.multimodal?.addSpecialTokens ?? false;
+}
+
+/** The characters of the messages' text: the rendered prompt holds at least these. */
+export function messageChars(messages: readonly ChatMessage[]): number {
+  let n = 0;
+  for (const m of messages) {
+    const content = (m as { content?: unknown }).content;
+    if (typeof content === 'string') n += content.length;
+    else if (Array.isArray(content)) {
+      for (const p of content) {
+        const text = (p as { text?: unknown }).text;
+        if (typeof text === 'string') n += text.length;
+      }
+    }
+  }
+  return n;
 }

@@ -1,3 +1,4 @@
+import type { ImageLimits } from '../image/image-pipeline.js';
 export interface EngineOptions {
   /** A Hugging Face checkpoint folder. */
   model: string;
@@ -29,6 +30,11 @@ export interface EngineOptions {
   settings?: Record<string, unknown>;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
+  /**
+   * Budgets of image work (pixels per request, pixels decoded at once) and the worker threads that
+   * decode and preprocess images (see `ImageLimits`; by default images are processed on this thread).
+   */
+  images?: ImageLimits;
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }
@@ -52,6 +58,8 @@ export interface EngineInfo {
 export interface EngineStats {
   numRunning: number;
   numWaiting: number;
+  /** Requests being prepared (tokenized, images decoded and encoded), not yet queued. */
+  numPreparing: number;
   /** Fraction of KV blocks referenced by live sequences now, and at most so far. */
   kvUsage: number;
   kvPeakUsage: number;
@@ -64,6 +72,8 @@ export interface EngineStats {
   numPreemptions: number;
   numRequestsFinished: number;
   numRequestsFailed: number;
+  /** Requests stopped before they finished (client gone, `abort`, a drain). */
+  numRequestsAborted: number;
   numPromptTokens: number;
   numGenerationTokens: number;
   numSteps: number;

@@ -1,8 +1,10 @@
 import type { DependencyContainer } from 'tsyringe';
 import { SwitchyardError } from '../errors.js';
 import type { Executor, StepSequence } from '../executor.js';
+import { ImagePipeline } from '../image/image-pipeline.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
+import { OFF_THREAD_CHARS, TokenizerThread } from '../loader/tokenizer-thread.js';
 import type { ModelSpec } from '../model.js';
 import { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import { Sampler } from '../sampling/sampler.js';
@@ -48,16 +50,32 @@ export class Engine {
   private readonly bySeq = new Map<Sequence, RequestState>();
   private loopRunning = false;
   private closed = false;
+  /** Requests inside `prepare` now (mutated there only). */
+  private numPreparing = 0;
+  /** A multimodal model's image budgets and decoding threads. */
+  readonly imagePipeline?: ImagePipeline;
+  private readonly tokenizerThread: TokenizerThread;
 
   constructor(
     parts: EngineParts,
-    private readonly options: Pick<EngineOptions, 'imageCacheMb' | 'checkIntegrity'> = {},
+    private readonly options: Pick<EngineOptions, 'imageCacheMb' | 'checkIntegrity' | 'images'> = {},
   ) {
     ({ info: this.info, checkpoint: this.checkpoint, spec: this.spec, executor: this.executor } = parts);
     ({ scheduler: this.scheduler, kv: this.kv, vision: this.vision } = parts);
     this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
-    this.inputs = new InputProcessor(this.checkpoint, this.spec, this.info, this.imageCache, this.vision);
     const { dir, eosTokenIds, tokenizer } = this.checkpoint;
+    const mm = this.spec.multimodal;
+    this.imagePipeline = mm && new ImagePipeline(mm, options.images);
+    this.tokenizerThread = new TokenizerThread(dir);
+    this.inputs = new InputProcessor(
+      this.checkpoint,
+      this.spec,
+      this.info,
+      this.imageCache,
+      (text, special) => this.encode(text, special),
+      this.vision,
+      this.imagePipeline,
+    );
     this.guided = new GuidedRuntime({ dir, vocabSize: this.info.vocabSize, eosTokenIds, tokenizer });
     this.outputs = new OutputProcessor(eosTokenIds, this.info.maxModelLen, this.metrics, this.guided);
   }
@@ -71,6 +89,25 @@ export class Engine {
     return this.checkpoint.tokenizer;
   }
 
+  /**
+   * Token ids of `text`, as `tokenizer.encode` gives them; a long text is encoded on the tokenizer's
+   * own thread, so this thread goes on answering and stepping meanwhile.
+   */
+  encode(text: string, addSpecialTokens = false): Promise<number[]> {
+    if (text.length < OFF_THREAD_CHARS) return Promise.resolve(this.tokenizer.encode(text, addSpecialTokens));
+    return this.tokenizerThread.encode(text, addSpecialTokens);
+  }
+
+  /** Refuses a text too long for the context from its length alone (see `InputProcessor`). */
+  checkPromptChars(chars: number, param = 'prompt'): void {
+    this.inputs.checkPromptChars(chars, param);
+  }
+
+  /** The prompt ids of a request's text or messages, as the engine would run them (images not expanded). */
+  promptIds(req: GenerateRequest): Promise<number[]> {
+    return this.inputs.promptIds(req);
+  }
+
   /** Runs requests to completion; results in request order. A bad request rejects before any runs. */
   async generate(requests: GenerateRequest[]): Promise<GenerateResult[]> {
     const states = await Promise.all(requests.map((r) => this.prepare(r)));
@@ -78,9 +115,16 @@ export class Engine {
     return Promise.all(states.map((s) => s.done));
   }
 
-  /** Streams one request's tokens as they come; aborting `signal` stops it and frees its KV. */
+  /**
+   * Streams one request's tokens as they come. Aborting `signal` stops it wherever it is: before
+   * or while it is prepared (images waiting for their budget, decoding, encoding: the stream
+   * rejects with the signal's reason and nothing is queued), or once queued (it ends with finish
+   * reason 'abort' and its KV is freed).
+   */
   async *stream(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
-    const state = await this.prepare(request);
+    signal?.throwIfAborted();
+    const state = await this.prepare(request, signal);
+    signal?.throwIfAborted();
     const abort = () => this.requests.get(state.id) === state && this.stop(state.id);
     yield* streamEvents(state, () => this.enqueue(state), abort, signal);
   }
@@ -111,7 +155,7 @@ export class Engine {
 
   /** A snapshot of the engine's gauges and counters (the latency histograms are in `metrics`). */
   stats(): EngineStats {
-    return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache);
+    return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache, this.numPreparing);
   }
 
   numUnfinished(): number {
@@ -121,15 +165,23 @@ export class Engine {
   async close(): Promise<void> {
     this.closed = true;
     for (const id of [...this.requests.keys()]) this.abort(id);
+    await this.imagePipeline?.close();
+    await this.tokenizerThread.close();
     await this.executor.dispose();
     await this.vision?.dispose();
     await this.guided.close();
   }
 
   /** Runs the input processor and makes one sequence per completion. Enqueues nothing. */
-  private async prepare(req: GenerateRequest): Promise<RequestState> {
+  private async prepare(req: GenerateRequest, signal?: AbortSignal): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
-    const input = await this.inputs.process(req);
+    this.numPreparing++;
+    let input: Awaited<ReturnType<InputProcessor['process']>>;
+    try {
+      input = await this.inputs.process(req, signal);
+    } finally {
+      this.numPreparing--;
+    }
     const id = req.id ?? `req-${nextRequestNum++}`;
     if (this.requests.has(id))
       throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');

@@ -68,9 +68,16 @@ export class OutputProcessor {
     }
     const result = this.result(state);
     const m = this.metrics;
-    m.numRequestsFinished++;
     m.numPromptTokens += result.usage.promptTokens;
     m.numGenerationTokens += result.usage.completionTokens;
+    if (result.outputs.every((o) => o.finishReason === 'abort')) {
+      // Stopped, not served: counted apart, and kept out of the latency histograms.
+      m.numRequestsAborted++;
+      emit(state, { type: 'done', result });
+      state.resolve(result);
+      return;
+    }
+    m.numRequestsFinished++;
     m.queueTime.observe(result.metrics.queueMs / 1000);
     m.e2eLatency.observe(result.metrics.e2eMs / 1000);
     if (state.seqs[0].firstTokenTime !== undefined) m.ttft.observe(result.metrics.ttftMs / 1000);

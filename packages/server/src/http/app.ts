@@ -1,18 +1,14 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import {
-  chatPromptIds,
-  type Engine,
-  type GenerateRequest,
-  type GenerateResult,
-  type StreamEvent,
-  type TokenLogprob,
-} from '@switchyard/core';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import { Admission } from './admission.js';
+import { drainServer, InFlight, type RequestScope } from './drain.js';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
 import { loadMedia, type MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
 import { prometheusText } from './prometheus.js';
 import { type PlaygroundOptions, registerPlayground } from './routes/playground.js';
+import { type Timeouts, timeoutOptions } from './timeouts.js';
 import { applyTools, parseToolCalls, ToolCallStream, type ToolOutput } from './tool-calls.js';
 
 export interface ServerOptions {
@@ -21,7 +17,10 @@ export interface ServerOptions {
   modelName?: string;
   /** When set, /v1, /generate, /tokenize and /detokenize need `Authorization: Bearer KEY`. */
   apiKey?: string;
-  /** Waiting sequences past which new requests get 429 (default 1024). */
+  /**
+   * Requests waiting past which new ones get 429 (default 1024): queued sequences, requests being
+   * prepared (tokenized, images decoded) and requests still fetching their images.
+   */
   maxWaiting?: number;
   /** Largest request body in bytes (default 64 MiB: a few base64 images). */
   bodyLimit?: number;
@@ -30,12 +29,17 @@ export interface ServerOptions {
   media?: MediaPolicy;
   /** Serve the playground page at `/` and its API under /v1/playground (off when absent). */
   playground?: PlaygroundOptions;
+  /** Limits on slow clients: headers, the whole request, idle keep-alive (see `Timeouts`). */
+  timeouts?: Partial<Timeouts>;
 }
 
 export interface Server {
   app: FastifyInstance;
   modelName: string;
-  /** Stops taking requests (503), lets running ones finish for up to `timeoutMs`, then closes. */
+  /**
+   * Stops taking requests (503), lets running ones finish for up to `timeoutMs`, then aborts what
+   * is left (streams end with an error event and `[DONE]`), closes every connection and the engine.
+   */
   drain(timeoutMs: number): Promise<void>;
 }
 
@@ -47,14 +51,33 @@ export function buildServer(options: ServerOptions): Server {
   const modelName = options.modelName ?? engine.info.model.split(/[\\/]/).filter(Boolean).pop()!;
   const maxWaiting = options.maxWaiting ?? 1024;
   const maxImages = options.maxImagesPerRequest ?? 8;
-  const keyDigest = options.apiKey ? sha256(options.apiKey) : undefined;
-  let draining = false;
+  const admission = new Admission(engine, { apiKey: options.apiKey || undefined, maxWaiting });
+  const inFlight = new InFlight();
 
-  const app = Fastify({ bodyLimit: options.bodyLimit ?? 64 * 1024 * 1024, logger: false });
+  const app = Fastify({
+    bodyLimit: options.bodyLimit ?? 64 * 1024 * 1024,
+    logger: false,
+    ...timeoutOptions(options.timeouts),
+  });
+
+  inFlight.watch(app.server);
 
   app.setErrorHandler((error, _req, reply) => {
     const e = toHttpError(error);
-    void reply.status(e.status).send(errorBody(e));
+    void reply.status(e.status).headers(e.headers).send(errorBody(e));
+  });
+  // A compressed body is refused before it is read, rather than parsed as if it were plain JSON.
+  app.addHook('onRequest', async (req) => {
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') {
+      throw new HttpError(
+        415,
+        `Content-Encoding ${JSON.stringify(encoding)} is not supported; send the request body uncompressed`,
+        'invalid_request_error',
+        null,
+        'unsupported_content_encoding',
+      );
+    }
   });
   app.setNotFoundHandler((req, reply) => {
     void reply
@@ -66,41 +89,7 @@ export function buildServer(options: ServerOptions): Server {
       );
   });
 
-  /** Checks key, drain state and queue room before any work is done. */
-  const admit = (req: FastifyRequest, { auth = true } = {}) => {
-    if (auth && keyDigest) {
-      const header = req.headers.authorization ?? '';
-      const given = header.startsWith('Bearer ') ? header.slice(7) : '';
-      if (!timingSafeEqual(sha256(given), keyDigest)) {
-        throw new HttpError(
-          401,
-          'missing or wrong API key: send Authorization: Bearer <key>',
-          'authentication_error',
-          null,
-          'invalid_api_key',
-        );
-      }
-    }
-    if (draining)
-      throw new HttpError(
-        503,
-        'the server is shutting down; retry on another instance',
-        'service_unavailable',
-        null,
-        'draining',
-      );
-  };
-  const checkQueue = () => {
-    if (engine.stats().numWaiting >= maxWaiting) {
-      throw new HttpError(
-        429,
-        `the waiting queue is full (${maxWaiting} sequences); retry later`,
-        'rate_limit_error',
-        null,
-        'queue_full',
-      );
-    }
-  };
+  const admit = admission.check.bind(admission);
   const checkModel = (body: Body) => {
     if (body.model === undefined || body.model === null) return;
     // Never String() a client's value: {"toString": 1} throws, a deeply nested array overflows the stack.
@@ -120,10 +109,10 @@ export function buildServer(options: ServerOptions): Server {
    * Fetches a request's images under the media policy and hands the engine their bytes: chat
    * `image_url` parts become `{"type": "image"}` parts, so the engine never sees a URL or a path.
    */
-  const loadImages = async (request: GenerateRequest, urls: string[], param: string) => {
+  const loadImages = async (request: GenerateRequest, urls: string[], param: string, signal: AbortSignal) => {
     if (urls.length === 0) return;
     if (!engine.spec.multimodal) throw badRequest(`the model '${modelName}' does not accept images`, param);
-    request.images = await Promise.all(urls.map((url) => loadMedia(url, media, param)));
+    request.images = await Promise.all(urls.map((url) => loadMedia(url, media, param, signal)));
     request.messages = request.messages?.map((m) =>
       typeof m.content === 'string'
         ? m
@@ -134,7 +123,7 @@ export function buildServer(options: ServerOptions): Server {
   if (options.playground) registerPlayground(app, { ...options.playground, engine, modelName, admit });
 
   app.get('/health', async (_req, reply) => {
-    if (draining) return reply.status(503).send({ status: 'draining' });
+    if (admission.draining) return reply.status(503).send({ status: 'draining' });
     return { status: 'ok' };
   });
 
@@ -165,11 +154,9 @@ export function buildServer(options: ServerOptions): Server {
     checkModel(body);
     const parsed = parseChat(body, maxImages);
     const tools = applyTools(parsed.request, parsed.tools, engine.checkpoint.chatTemplate);
-    checkQueue();
-    await loadImages(parsed.request, parsed.images, 'messages');
     return respond(
       reply,
-      parsed.request,
+      { request: parsed.request, images: parsed.images, param: 'messages' },
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage, tools),
       (r, meta) => openaiResponse(r, meta, 'chat', tools),
@@ -181,10 +168,9 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     checkModel(body);
     const parsed = parseCompletion(body);
-    checkQueue();
     return respond(
       reply,
-      parsed.request,
+      { request: parsed.request, images: [], param: 'prompt' },
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'completion', parsed.includeUsage),
       (r, meta) => openaiResponse(r, meta, 'completion'),
@@ -200,9 +186,13 @@ export function buildServer(options: ServerOptions): Server {
         'image_data',
       );
     }
-    checkQueue();
-    await loadImages(parsed.request, parsed.images, 'image_data');
-    return respond(reply, parsed.request, parsed.stream, nativeStream, nativeResponse);
+    return respond(
+      reply,
+      { request: parsed.request, images: parsed.images, param: 'image_data' },
+      parsed.stream,
+      nativeStream,
+      nativeResponse,
+    );
   });
 
   app.post('/tokenize', async (req) => {
@@ -210,10 +200,13 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     const addSpecial = body.add_special_tokens !== false;
     let tokens: number[];
-    if (typeof body.prompt === 'string') tokens = engine.tokenizer.encode(body.prompt, addSpecial);
-    else if (Array.isArray(body.messages)) {
+    if (typeof body.prompt === 'string') {
+      // A text that cannot fit the context is refused before it ties up a thread tokenizing it.
+      engine.checkPromptChars(body.prompt.length);
+      tokens = await engine.encode(body.prompt, addSpecial);
+    } else if (Array.isArray(body.messages)) {
       // The engine's own renderer, so the count matches what a chat request runs.
-      tokens = chatPromptIds(engine.checkpoint, engine.spec, parseChat(body, maxImages).request.messages!);
+      tokens = await engine.promptIds({ messages: parseChat(body, maxImages).request.messages! });
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };
   });
@@ -228,32 +221,56 @@ export function buildServer(options: ServerOptions): Server {
     return { prompt: engine.tokenizer.decode(tokens, false) };
   });
 
-  /** Runs one request: a JSON answer, or server-sent events; a client that goes away aborts it. */
+  /**
+   * Runs one request: takes a seat in the waiting room, fetches its images, then answers JSON or
+   * server-sent events. A client that goes away, at any stage, aborts it.
+   */
   async function respond(
     reply: FastifyReply,
-    request: GenerateRequest,
+    input: { request: GenerateRequest; images: string[]; param: string },
     stream: boolean,
     toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
     toBody: (result: GenerateResult, meta: Meta) => unknown,
   ) {
-    const controller = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    };
-    reply.raw.on('close', onClose);
+    const leave = admission.seat();
+    const scope = inFlight.open(reply);
+    try {
+      await loadImages(input.request, input.images, input.param, scope.signal);
+      if (scope.signal.aborted) throw scope.signal.reason;
+      return await answer(reply, input.request, scope, leave, stream, toChunks, toBody);
+    } finally {
+      leave();
+      scope.end();
+    }
+  }
+
+  async function answer(
+    reply: FastifyReply,
+    request: GenerateRequest,
+    scope: RequestScope,
+    leave: () => void,
+    stream: boolean,
+    toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
+    toBody: (result: GenerateResult, meta: Meta) => unknown,
+  ) {
+    const { signal } = scope;
     const meta: Meta = {
       id: randomUUID().replaceAll('-', ''),
       created: Math.floor(Date.now() / 1000),
       model: modelName,
       engine,
     };
-    const events = engine.stream(request, controller.signal);
+    const events = engine.stream(request, signal);
+    // The engine counts the request (preparing, then waiting) from its first step on.
+    leave();
     // The first event validates the request: a bad one still gets a plain JSON error.
     const first = await events.next();
     const rest = prepend(first, events);
     if (!stream) {
       let result: GenerateResult | undefined;
       for await (const e of rest) if (e.type === 'done') result = e.result;
+      // Stopped by a drain: answer its 503, not a cut-short 200.
+      if (signal.aborted) throw signal.reason;
       return toBody(result!, meta);
     }
     reply.hijack();
@@ -265,21 +282,20 @@ export function buildServer(options: ServerOptions): Server {
     });
     try {
       for await (const chunk of toChunks(rest, meta)) {
-        if (controller.signal.aborted) break;
+        if (scope.clientGone()) break;
         res.write(`data: ${JSON.stringify(chunk)}\n\n`);
       }
+      // Stopped by a drain: say so before [DONE].
+      if (signal.aborted && !scope.clientGone()) throw signal.reason;
     } catch (e) {
-      if (!controller.signal.aborted) res.write(`data: ${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
+      if (!scope.clientGone()) res.write(`data: ${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
     }
-    if (!controller.signal.aborted) res.end('data: [DONE]\n\n');
+    if (!scope.clientGone()) res.end('data: [DONE]\n\n');
   }
 
   async function drain(timeoutMs: number): Promise<void> {
-    draining = true;
-    const deadline = Date.now() + timeoutMs;
-    while (engine.numUnfinished() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await app.close();
-    await engine.close();
+    admission.draining = true;
+    await drainServer(app, engine, inFlight, timeoutMs);
   }
 
   return { app, modelName, drain };
@@ -292,18 +308,19 @@ interface Meta {
   engine: Engine;
 }
 
+/** `first`, then the rest of `rest`; stopping early (`return()`) stops `rest` too. */
 async function* prepend<T>(first: IteratorResult<T>, rest: AsyncIterator<T>): AsyncGenerator<T> {
-  if (first.done) return;
-  yield first.value;
-  while (true) {
-    const next = await rest.next();
-    if (next.done) return;
-    yield next.value;
+  try {
+    if (first.done) return;
+    yield first.value;
+    while (true) {
+      const next = await rest.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await rest.return?.(undefined);
   }
-}
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
 }
 
 function usage(r: GenerateResult) {

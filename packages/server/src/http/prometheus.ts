@@ -22,6 +22,12 @@ export function prometheusText(engine: Engine, modelName: string): string {
   };
   metric('num_requests_running', 'gauge', 'Sequences in the running batch.', s.numRunning);
   metric('num_requests_waiting', 'gauge', 'Sequences waiting to be scheduled.', s.numWaiting);
+  metric(
+    'num_requests_preparing',
+    'gauge',
+    'Requests being prepared (tokenized, images decoded), not yet queued.',
+    s.numPreparing,
+  );
   metric('kv_cache_usage_perc', 'gauge', 'Fraction of KV blocks held by live sequences.', s.kvUsage);
   metric(
     'kv_cache_used_blocks',
@@ -57,7 +63,18 @@ export function prometheusText(engine: Engine, modelName: string): string {
     'Generated tokens of finished requests.',
     s.numGenerationTokens,
   );
-  metric('request_success_total', 'counter', 'Requests finished.', s.numRequestsFinished);
+  metric(
+    'request_success_total',
+    'counter',
+    'Requests finished (client aborts not counted).',
+    s.numRequestsFinished,
+  );
+  metric(
+    'request_aborted_total',
+    'counter',
+    'Requests stopped before they finished (client gone, drain).',
+    s.numRequestsAborted,
+  );
   metric('request_failure_total', 'counter', 'Requests that failed.', s.numRequestsFailed);
   histogram('time_to_first_token_seconds', 'Time to first token.', m.ttft);
   histogram('inter_token_latency_seconds', 'Time between consecutive output tokens.', m.interTokenLatency);

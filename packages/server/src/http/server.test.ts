@@ -233,24 +233,31 @@ describe('errors, over raw HTTP', () => {
     const running = fetch(`${u2}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: 'Which module defines deque?', max_tokens: 200, ignore_eos: true }),
+      body: JSON.stringify({ prompt: 'Which module defines deque?', max_tokens: 600, ignore_eos: true }),
     });
-    await new Promise((r) => setTimeout(r, 30));
+    // Drain once the request is running (admitted before the drain, so it must finish).
+    const isRunning = async () =>
+      /switchyard:num_requests_running\{[^}]*\} [1-9]/.test(await (await fetch(`${u2}/metrics`)).text());
+    for (let i = 0; i < 2000 && !(await isRunning()); i++) await new Promise((r) => setTimeout(r, 5));
     const drained = s2.drain(10_000);
-    const late = await fetch(`${u2}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: 'hi' }),
-    });
+    // Both asked at once, while the running request still runs (a drain ends once it is done).
+    const [late, health] = await Promise.all([
+      fetch(`${u2}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'hi' }),
+      }),
+      fetch(`${u2}/health`),
+    ]);
     await expectError(late, 503);
-    expect((await fetch(`${u2}/health`)).status).toBe(503);
+    expect(health.status).toBe(503);
     const first = await running;
     expect(first.status).toBe(200);
     expect(((await first.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(
-      200,
+      600,
     );
     await drained;
-  });
+  }, 20_000);
 });
 
 describe('a failure in the middle of a stream', () => {
