@@ -61,7 +61,8 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       maxPixelsPerRequest: optional('max-image-pixels', 1),
       maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),
       maxWaiting: num('max-waiting', 1) * Math.max(1, num('max-images-per-request', 0)),
-      ...(threads === undefined ? {} : { workers: { model, modules: [builtinsModule()], threads } }),
+      // The container holds only the built-ins: the image threads register the same.
+      workers: { model, modules: [builtinsModule()], ...(threads === undefined ? {} : { threads }) },
     },
   });
   const server = buildServer({
