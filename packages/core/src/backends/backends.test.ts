@@ -4,6 +4,7 @@ import { Checkpoint } from '../loader/checkpoint.js';
 import { llamaFamilyDecoder } from '../models/llama-family.js';
 import { fixture, fixtureTitle } from '../testing/fixtures.js';
 import { cpuBackend } from './cpu/cpu-backend.js';
+import { cudaBackend } from './cuda/cuda-backend.js';
 import { webgpuBackend } from './webgpu/webgpu-backend.js';
 
 describe('the backend registry', () => {
@@ -42,5 +43,31 @@ describe('the backend registry', () => {
     await expect(
       webgpuBackend.createExecutor(ckpt, model, { ...options, settings: { fuse: true } }),
     ).rejects.toThrow("unknown webgpu setting 'fuse'; known: attentionMetadata, validationMode");
+  });
+});
+
+describe('PagedAttention backends refuse what the op does not run right', () => {
+  const fx = fixture('llama3-tiny');
+  const options = { blockSize: 256, maxModelLen: 64, quantization: 'none' as const, dtype: 'float16' };
+  it.skipIf(fx.missing)(fixtureTitle(fx, 'a head dimension that is not a multiple of 8'), async () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const decoder = { ...llamaFamilyDecoder(ckpt.textConfig), headDim: 36 };
+    const model = { architecture: ckpt.architecture, decoder };
+    for (const backend of [webgpuBackend, cudaBackend]) {
+      await expect(backend.createExecutor(ckpt, model, options)).rejects.toThrow(
+        `the ${backend.name} backend's PagedAttention needs a head dimension that is a multiple of 8; this model's is 36: use --device cpu`,
+      );
+    }
+  });
+
+  it.skipIf(fx.missing)(fixtureTitle(fx, 'a sliding window'), async () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const decoder = { ...llamaFamilyDecoder(ckpt.textConfig), slidingWindow: 8 };
+    const model = { architecture: ckpt.architecture, decoder };
+    for (const backend of [webgpuBackend, cudaBackend]) {
+      await expect(backend.createExecutor(ckpt, model, options)).rejects.toThrow(
+        /sliding-window attention \(sliding_window 8\) does not match transformers .* use --device cpu/,
+      );
+    }
   });
 });

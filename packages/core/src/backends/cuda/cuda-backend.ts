@@ -1,6 +1,7 @@
 import type { Backend } from '../../contracts/backend.js';
 import { SwitchyardError } from '../../errors.js';
 import { cpuBackend } from '../cpu/cpu-backend.js';
+import { checkPagedAttention } from '../webgpu/paged-attention.js';
 import type { CudaSettings } from './cuda-executor.js';
 
 /**
@@ -53,6 +54,7 @@ export const cudaBackend: Backend = {
         'dtype',
       );
     }
+    checkPagedAttention(model.decoder, 'cuda');
     if (options.blockSize < 128) {
       process.emitWarning(
         `cuda: block size ${options.blockSize} takes PagedAttention's slow path (ORT 1.29 is fast from 128); use blockSize ${CUDA_DEFAULT_BLOCK_SIZE}`,

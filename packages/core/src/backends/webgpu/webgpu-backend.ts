@@ -2,6 +2,7 @@ import { type Backend, kvPoolTokens } from '../../contracts/backend.js';
 import { SwitchyardError } from '../../errors.js';
 import { webGpuSessionOptions } from '../ort-session.js';
 import { OrtVisionRunner } from '../ort-vision-runner.js';
+import { checkPagedAttention } from './paged-attention.js';
 import { WebGpuExecutor, type WebGpuTuning } from './webgpu-executor.js';
 
 /** Default KV pool of the webgpu backend: a large pool on a GPU. */
@@ -39,6 +40,7 @@ export const webgpuBackend: Backend = {
   quantizations: ['none', 'int4'],
   async createExecutor(checkpoint, model, options) {
     const d = model.decoder;
+    checkPagedAttention(d, 'webgpu');
     const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 2;
     const tokens = kvPoolTokens('webgpu', options, kvBytesPerToken, WEBGPU_KV_BUDGET);
     const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));
