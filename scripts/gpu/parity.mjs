@@ -101,16 +101,23 @@ for (const name of ['llava-tiny', 'internvl-tiny']) {
 }
 const demo = join(process.cwd(), 'models', 'switchyard-demo-vision');
 const demoRef = JSON.parse(readFileSync(join(demo, 'demo_reference.json'), 'utf8'));
-const engine = await createEngine({ model: demo, device: 'webgpu', maxModelLen: 512, kvCacheTokens: 8192 });
-const answers = await engine.generate(
-  demoRef.chat.map((c) => ({
-    messages: c.messages,
-    images: [new Uint8Array(readFileSync(join(demo, c.image)))],
-    sampling: { maxTokens: 24 },
-  })),
-);
-const demoExact = answers.filter(
-  (a, i) => JSON.stringify(a.outputs[0].tokenIds) === JSON.stringify(demoRef.chat[i].generated_ids),
-).length;
-await engine.close();
-console.log(JSON.stringify({ vlm, demo_vision_exact: `${demoExact}/${demoRef.chat.length}` }, null, 1));
+let demoVision;
+try {
+  const engine = await createEngine({ model: demo, device: 'webgpu', maxModelLen: 512, kvCacheTokens: 8192 });
+  const answers = await engine.generate(
+    demoRef.chat.map((c) => ({
+      messages: c.messages,
+      images: [new Uint8Array(readFileSync(join(demo, c.image)))],
+      sampling: { maxTokens: 24 },
+    })),
+  );
+  const exact = answers.filter(
+    (a, i) => JSON.stringify(a.outputs[0].tokenIds) === JSON.stringify(demoRef.chat[i].generated_ids),
+  ).length;
+  await engine.close();
+  demoVision = `${exact}/${demoRef.chat.length}`;
+} catch (e) {
+  // The demo's head dimension (36) is one PagedAttention refuses: say so instead of failing the run.
+  demoVision = `refused: ${e.message}`;
+}
+console.log(JSON.stringify({ vlm, demo_vision_exact: demoVision }, null, 1));
