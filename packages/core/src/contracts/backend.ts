@@ -33,6 +33,8 @@ export interface Backend {
   /** The weight/activation dtypes it runs; the first is the default. */
   readonly dtypes: readonly string[];
   readonly quantizations: readonly ('none' | 'int4')[];
+  /** KV block size when the user gives none (the engine's default is 16). */
+  readonly defaultBlockSize?: number;
   /** Builds the decoder executor; its `pool` says how many blocks it allocated. */
   createExecutor(checkpoint: Checkpoint, model: ModelSpec, options: ExecutorOptions): Promise<Executor>;
   /**

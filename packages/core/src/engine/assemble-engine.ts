@@ -48,7 +48,7 @@ export async function assembleEngine(
   const checkpoint = Checkpoint.open(options.model);
   const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
   const d = spec.decoder;
-  const blockSize = options.blockSize ?? 16;
+  const blockSize = options.blockSize ?? backend.defaultBlockSize ?? 16;
   const wantedLen = Math.min(options.maxModelLen ?? d.maxPositionEmbeddings, d.maxPositionEmbeddings);
 
   const executor = await backend.createExecutor(checkpoint, spec, {

@@ -17,7 +17,7 @@ describe('cudaBackend', () => {
     process.env.SWITCHYARD_ORT_CUDA_DIR = empty;
     try {
       await expect(
-        cudaBackend.createExecutor({} as Checkpoint, { decoder: {} } as ModelSpec, {
+        cudaBackend.createExecutor({} as Checkpoint, { decoder: { headDim: 64 } } as ModelSpec, {
           blockSize: 128,
           maxModelLen: 1024,
           dtype: 'float16',
@@ -52,5 +52,11 @@ describe('cudaBackend', () => {
       /memoryUtilization 0.9 leaves no room for the KV cache: 130.0 GiB of 140.0 GiB are in use/,
     );
     expect(() => kvTokensForMemory({ total: 1, free: 1 }, 1.5, 1)).toThrow(/must be in \(0, 1\], got 1.5/);
+  });
+});
+
+describe('the cuda backend defaults', () => {
+  it('asks for KV blocks of 256 tokens when the user names none (PagedAttention is slow below 128)', () => {
+    expect(cudaBackend.defaultBlockSize).toBe(256);
   });
 });

@@ -46,6 +46,7 @@ export const cudaBackend: Backend = {
   name: 'cuda',
   dtypes: ['float16'],
   quantizations: ['none', 'int4'],
+  defaultBlockSize: CUDA_DEFAULT_BLOCK_SIZE,
   async createExecutor(checkpoint, model, options) {
     if (!this.dtypes.includes(options.dtype)) {
       throw new SwitchyardError(
