@@ -18,6 +18,16 @@ export interface SamplingParams {
   ignoreEos: boolean;
   /** Number of completions for the prompt (they share the prompt's KV). */
   n: number;
+  /**
+   * Output tokens to generate before EOS, `stopTokenIds` or a stop string may end the sequence
+   * (vLLM's `min_tokens`): until then those tokens are masked out of the logits.
+   */
+  minTokens: number;
+  /**
+   * Added to the logits of these token ids before penalties and sampling (OpenAI's `logit_bias`,
+   * -100 to 100; -100 in effect bans a token, 100 forces it). Logprobs stay those of the raw logits.
+   */
+  logitBias?: Readonly<Record<number, number>>;
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = {
@@ -33,4 +43,5 @@ export const DEFAULT_SAMPLING: SamplingParams = {
   stopTokenIds: [],
   ignoreEos: false,
   n: 1,
+  minTokens: 0,
 };

@@ -116,7 +116,7 @@ let nextRequestNum = 0;
  */
 export class Engine {
   readonly metrics = new EngineMetrics();
-  private readonly sampler = new Sampler();
+  private readonly sampler: Sampler;
   private readonly requests = new Map<string, RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
   private loopRunning = false;
@@ -133,6 +133,7 @@ export class Engine {
     private readonly vision?: VisionEncoder,
   ) {
     this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
+    this.sampler = new Sampler({ eosTokenIds: checkpoint.eosTokenIds });
   }
 
   /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
@@ -405,7 +406,13 @@ export class Engine {
       id,
       promptIds,
       seqs,
-      detoks: seqs.map(() => new IncrementalDetokenizer(decode, promptIds, { stop: sampling.stop })),
+      detoks: seqs.map(
+        () =>
+          new IncrementalDetokenizer(decode, promptIds, {
+            stop: sampling.stop,
+            minTokens: sampling.minTokens,
+          }),
+      ),
       pending: seqs.slice(1),
       listeners: [],
       itlMs: [],

@@ -34,6 +34,11 @@ function hasPenalties(sp: SamplingParams): boolean {
   return sp.repetitionPenalty !== 1 || sp.frequencyPenalty !== 0 || sp.presencePenalty !== 0;
 }
 
+/** True when the row's logits must be rewritten before sampling (bias, min-tokens mask, penalties). */
+function rewritesLogits(sp: SamplingParams, numOutput: number): boolean {
+  return hasPenalties(sp) || sp.logitBias !== undefined || numOutput < (sp.minTokens ?? 0);
+}
+
 /** Log-softmax of the raw logits at `token`, with the alternatives `topN` found. */
 function rawLogprob(
   logits: Float32Array,
@@ -79,8 +84,15 @@ function topN(x: Float32Array, n: number): { ids: number[]; vals: number[] } {
   return { ids, vals };
 }
 
+/** What the sampler needs to know about the model. */
+export interface SamplerOptions {
+  /** The model's end-of-sequence ids, masked out while a sequence is below its `minTokens`. */
+  eosTokenIds?: readonly number[];
+}
+
 /**
- * Picks the next token of a sequence from one row of logits, the way vLLM does: repetition,
+ * Picks the next token of a sequence from one row of logits, the way vLLM does: logit bias and
+ * the min-tokens mask (EOS and stop token ids get -inf until `minTokens` outputs), repetition,
  * frequency and presence penalties, then temperature (0: greedy argmax), min-p, top-k, top-p,
  * then a draw from the sequence's own RNG. Keeps per-sequence state (RNG, output-token counts) in
  * WeakMaps, so one sampler serves every sequence and a seed gives the same tokens in any batch.
@@ -89,7 +101,13 @@ function topN(x: Float32Array, n: number): { ids: number[]; vals: number[] } {
 export class Sampler {
   /** True when the token is the plain argmax of the raw logits (no penalties, no logprobs). */
   static isPlainGreedy(sp: SamplingParams): boolean {
-    return sp.temperature === 0 && !hasPenalties(sp) && sp.logprobs === undefined;
+    return sp.temperature === 0 && !rewritesLogits(sp, 0) && sp.logprobs === undefined;
+  }
+
+  private readonly eosTokenIds: readonly number[];
+
+  constructor(options: SamplerOptions = {}) {
+    this.eosTokenIds = options.eosTokenIds ?? [];
   }
 
   private readonly rngs = new WeakMap<Sequence, Rng>();
@@ -105,7 +123,8 @@ export class Sampler {
     const sp = seq.sampling;
     const top = sp.logprobs !== undefined ? topN(logits, sp.logprobs) : undefined;
     let token: number;
-    if (sp.temperature === 0 && !hasPenalties(sp)) token = top?.ids.length ? top.ids[0] : argmax(logits);
+    if (sp.temperature === 0 && !rewritesLogits(sp, seq.outputIds.length))
+      token = top?.ids.length ? top.ids[0] : argmax(logits);
     else {
       const w = this.penalized(logits, seq);
       token = sp.temperature === 0 ? argmax(w) : this.draw(w, this.filter(w, sp), this.rng(seq));
@@ -136,13 +155,26 @@ export class Sampler {
     return r;
   }
 
-  /** Copies the row into the scratch buffer and applies the penalties there. */
+  /**
+   * Copies the row into the scratch buffer and rewrites it there as vLLM orders it: logit bias,
+   * the min-tokens mask, then the penalties.
+   */
   private penalized(logits: Float32Array, seq: Sequence): Float32Array {
     const V = logits.length;
     if (this.buf.length !== V) this.buf = new Float32Array(V);
     const w = this.buf;
     w.set(logits);
     const sp = seq.sampling;
+    if (sp.logitBias) {
+      for (const key in sp.logitBias) {
+        const t = Number(key);
+        if (t >= 0 && t < V) w[t] += sp.logitBias[t];
+      }
+    }
+    if (seq.outputIds.length < (sp.minTokens ?? 0)) {
+      for (const t of this.eosTokenIds) if (t >= 0 && t < V) w[t] = Number.NEGATIVE_INFINITY;
+      for (const t of sp.stopTokenIds) if (t >= 0 && t < V) w[t] = Number.NEGATIVE_INFINITY;
+    }
     if (!hasPenalties(sp)) return w;
     const st = this.penaltyState(seq);
     const rep = sp.repetitionPenalty;

@@ -104,3 +104,28 @@ describe('validateSamplingParams', () => {
     expect(() => v({ maxTokens: 1 }, { ...limits, promptLen: 100 })).toThrow(/^max_tokens: /);
   });
 });
+
+describe('validateSamplingParams: logit_bias and min_tokens', () => {
+  it('accepts token-id keys (numbers or decimal strings) and biases from -100 to 100', () => {
+    expect(v({ logitBias: { '5': 100, 7: -100 } }).logitBias).toEqual({ 5: 100, 7: -100 });
+    expect(v({ logitBias: {} }).logitBias).toBeUndefined();
+    expect(v({ minTokens: 3, maxTokens: 3 }).minTokens).toBe(3);
+  });
+
+  it('names the parameter and the rule on bad values', () => {
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ logitBias: { '-1': 1 } }, /logit_bias: key "-1" is not a token id \(0 to 999\)/],
+      [{ logitBias: { 1000: 1 } }, /logit_bias: key "1000"/],
+      [{ logitBias: { abc: 1 } }, /logit_bias: key "abc"/],
+      [{ logitBias: { 3: 101 } }, /logit_bias: the bias of token 3 must be a number from -100 to 100/],
+      [{ logitBias: { 3: '1' } }, /logit_bias: the bias of token 3/],
+      [{ logitBias: [1] }, /logit_bias: must be an object/],
+      [{ minTokens: -1 }, /min_tokens: must be an integer >= 0/],
+      [{ minTokens: 5, maxTokens: 4 }, /min_tokens: must be at most max_tokens \(4\), got 5/],
+    ];
+    for (const [input, re] of bad) {
+      expect(() => v(input)).toThrow(SwitchyardError);
+      expect(() => v(input)).toThrow(re);
+    }
+  });
+});

@@ -24,7 +24,10 @@ const NUMERIC: [keyof SamplingParams, string, (v: number) => boolean, string][] 
   ['maxTokens', 'max_tokens', (v) => int(v) && v >= 1, 'an integer >= 1'],
   ['logprobs', 'logprobs', (v) => int(v) && v >= 0 && v <= 20, 'an integer from 0 to 20'],
   ['seed', 'seed', int, 'an integer'],
+  ['minTokens', 'min_tokens', (v) => int(v) && v >= 0, 'an integer >= 0'],
 ];
+/** OpenAI's range for a logit bias. */
+const MAX_BIAS = 100;
 
 /**
  * Checks a request's sampling settings against the model and fills the defaults. Throws
@@ -88,10 +91,40 @@ export function validateSamplingParams(
     out.stopTokenIds = [...ids];
   }
 
+  if (out.minTokens > out.maxTokens) {
+    throw invalidParam('min_tokens', `must be at most max_tokens (${out.maxTokens}), got ${out.minTokens}`);
+  }
+  out.logitBias = logitBias(input.logitBias, vocabSize);
+
   const eos: unknown = input.ignoreEos;
   if (eos !== undefined && eos !== null) {
     if (typeof eos !== 'boolean') throw invalidParam('ignore_eos', `must be true or false, got ${show(eos)}`);
     out.ignoreEos = eos;
   }
   return out;
+}
+
+/** `logit_bias`: token id (a number or its decimal string, as JSON object keys are) to a bias. */
+function logitBias(v: unknown, vocabSize: number): Record<number, number> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw invalidParam('logit_bias', 'must be an object mapping token ids to biases from -100 to 100');
+  const out: Record<number, number> = {};
+  let n = 0;
+  for (const [key, bias] of Object.entries(v)) {
+    const id = /^\d+$/.test(key) ? Number(key) : Number.NaN;
+    if (!int(id) || id >= vocabSize)
+      throw invalidParam(
+        'logit_bias',
+        `key ${JSON.stringify(key)} is not a token id (0 to ${vocabSize - 1})`,
+      );
+    if (typeof bias !== 'number' || !Number.isFinite(bias) || Math.abs(bias) > MAX_BIAS)
+      throw invalidParam(
+        'logit_bias',
+        `the bias of token ${id} must be a number from -100 to 100, got ${show(bias)}`,
+      );
+    out[id] = bias;
+    n++;
+  }
+  return n > 0 ? out : undefined;
 }
