@@ -6,6 +6,7 @@ import { type ChatMessage, type Engine, type GenerateRequest, SwitchyardError } 
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { HELP, wantsHelp } from './help.js';
 import { serve } from './serve.js';
 
 /** The embedded demo model that a fresh clone serves with no download. */
@@ -34,11 +35,15 @@ const USAGE = `usage:
   switchyard serve [--model DIR] [--host 127.0.0.1] [--port 8000] [options]
   switchyard start            serve the embedded demo model on http://127.0.0.1:8000
   switchyard chat             ask the embedded demo model one question
-see docs/CLI.md for every option`;
+\`switchyard COMMAND --help\` lists a command's options; docs/CLI.md has them all`;
 
 /** Runs the CLI; returns the exit status. Errors print one line, never a stack trace. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && HELP[command] && wantsHelp(rest)) {
+    process.stdout.write(`${HELP[command]}\n`);
+    return 0;
+  }
   try {
     switch (command) {
       case 'generate':
@@ -53,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
         return await chat();
       case undefined:
       case '--help':
+      case '-h':
       case 'help':
         process.stdout.write(`${USAGE}\n`);
         return command === undefined ? 2 : 0;

@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '@switchyard/core/testing';
@@ -17,7 +18,7 @@ const skip = process.env.SWITCHYARD_SKIP_CLONE_TEST
     : undefined;
 if (skip) console.warn(`skipping the fresh-clone test: ${skip}`);
 const tmp = mkdtempSync(join(tmpdir(), 'switchyard-clone-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }), 60_000);
 
 const sh = (cmd: string, args: string[], cwd: string) => {
   const r = spawnSync(cmd, args, {
@@ -29,8 +30,17 @@ const sh = (cmd: string, args: string[], cwd: string) => {
   return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
 };
 
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 describe.skipIf(skip !== undefined)('a fresh clone', () => {
-  it('runs `npx switchyard` after `npm ci` and the build (and explains before the build)', () => {
+  it('runs `npx switchyard` after `npm ci && npm start` (and explains before the build)', async () => {
     const dir = join(tmp, 'switchyard');
     expect(sh('git', ['clone', '--quiet', root, dir], tmp).status).toBe(0);
     const ci = sh('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], dir);
@@ -40,8 +50,26 @@ describe.skipIf(skip !== undefined)('a fresh clone', () => {
     const early = sh('npx', ['switchyard', '--help'], dir);
     expect(early.status).toBe(1);
     expect(early.out).toMatch(/not built yet.*npm run build/);
-    const build = sh('npm', ['run', 'build'], dir);
-    expect(build.status, build.out).toBe(0);
+    // `npm start` builds and serves the demo (on a free port here); then npx finds the CLI.
+    const port = await freePort();
+    const start = spawn('npm', ['start', '--', '--port', String(port)], { cwd: dir, detached: true });
+    let log = '';
+    start.stdout.on('data', (d) => {
+      log += d;
+    });
+    start.stderr.on('data', (d) => {
+      log += d;
+    });
+    try {
+      const deadline = Date.now() + 150_000;
+      while (!/serving .* on http/.test(log) && start.exitCode === null && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      expect(log).toMatch(/serving .* on http/);
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      expect(health.status).toBe(200);
+    } finally {
+      process.kill(-start.pid!, 'SIGTERM');
+    }
     const help = sh('npx', ['switchyard', '--help'], dir);
     expect(help.status, help.out).toBe(0);
     expect(help.out).toMatch(/switchyard serve/);

@@ -1,0 +1,46 @@
+/** `switchyard <command> --help`: one text per command, kept in step with docs/CLI.md. */
+export const ENGINE_HELP = `engine options (generate, bench, serve):
+  --model DIR                  a Hugging Face checkpoint folder
+  --scheduler fcfs|continuous  (default continuous)
+  --attention paged|radix      KV cache manager (default paged)
+  --device cpu|webgpu          (default cpu)
+  --dtype float32|float16|auto (auto: float32 on cpu, float16 on webgpu)
+  --quantization int4          webgpu only
+  --policy fcfs|lpm|priority   queue policy (default fcfs)
+  --max-num-seqs N  --max-num-batched-tokens N  --kv-cache-tokens N  --block-size N
+  --no-prefix-caching
+  --json                       machine-readable output`;
+
+export const HELP: Record<string, string> = {
+  generate: `usage: switchyard generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE.json) [options]
+  --image PATH                 an image for the prompt (repeatable, in order)
+  --max-tokens N               (default 16)
+  --temperature T              (default 0: greedy)
+  --top-p P  --top-k K  --min-p P  --seed S  --repetition-penalty R
+  --stop STR                   (repeatable)  --ignore-eos
+${ENGINE_HELP}`,
+  bench: `usage: switchyard bench --model DIR [options]
+  --workload random|shared-prefix   (default random)
+  --num-requests N (64)  --input-len N (128)  --output-len N (64)  --range-ratio R (0)
+  --shared-prefix-len N (256)  --num-prefixes N (4)  --request-rate R|inf (inf)  --seed S (0)
+  --url http://host:port       measure a running server instead of an in-process engine
+${ENGINE_HELP}`,
+  serve: `usage: switchyard serve [--model DIR | DIR] [options]
+  --host H (127.0.0.1)  --port N (8000)  --api-key KEY (or $SWITCHYARD_API_KEY)
+  --served-model-name NAME     the id clients send as "model" (default: the folder's name)
+  --max-waiting N (1024)  --drain-timeout S (30)  --max-images-per-request N (8)
+  --image-cache-mb N (256)
+  --allowed-media-domains a.com,b.org  --allowed-local-media-path DIR
+  with no model, serves the embedded vision demo
+${ENGINE_HELP}`,
+  start: `usage: switchyard start [serve options]
+  serves the embedded vision demo model (models/switchyard-demo-vision) on http://127.0.0.1:8000;
+  takes every option of \`switchyard serve --help\``,
+  chat: `usage: switchyard chat
+  asks the embedded vision demo model one question about a picture and prints the answer`,
+};
+
+/** True when the arguments ask for help. */
+export function wantsHelp(args: string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}
