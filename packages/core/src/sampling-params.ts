@@ -28,6 +28,11 @@ export interface SamplingParams {
    * -100 to 100; -100 in effect bans a token, 100 forces it). Logprobs stay those of the raw logits.
    */
   logitBias?: Readonly<Record<number, number>>;
+  /**
+   * Logprobs of the prompt's own tokens with this many top alternatives (vLLM's
+   * `prompt_logprobs`); undefined: none. The prompt then skips the prefix cache, as in vLLM.
+   */
+  promptLogprobs?: number;
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = {

@@ -10,7 +10,7 @@ import { CpuExecutor } from '../ort/cpu-executor.js';
 import { VisionEncoder } from '../ort/vision-encoder.js';
 import { WebGpuExecutor, type WebGpuTuning } from '../ort/webgpu-executor.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
-import { Sampler } from '../sampling/sampler.js';
+import { Sampler, tokenLogprob } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
 import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js';
@@ -97,6 +97,8 @@ interface RequestState {
   pending: Sequence[];
   listeners: ((e: StreamEvent) => void)[];
   itlMs: number[];
+  /** Prompt logprobs as prefill computes them (index 0 stays null); only with `promptLogprobs`. */
+  promptLogprobs?: (TokenLogprob | null)[];
   done: Promise<GenerateResult>;
   resolve: (r: GenerateResult) => void;
   reject: (e: Error) => void;
@@ -388,7 +390,11 @@ export class Engine {
         { ...sampling, seed },
         {
           priority: req.priority,
-          cacheSalt: req.cacheSalt,
+          // Prompt logprobs need every prompt position computed: a salt of its own skips the prefix cache.
+          cacheSalt:
+            sampling.promptLogprobs === undefined
+              ? req.cacheSalt
+              : `${req.cacheSalt ?? ''}\u0000prompt-logprobs:${id}`,
           arrivalTime: arrival,
           mm,
         },
@@ -416,6 +422,7 @@ export class Engine {
       pending: seqs.slice(1),
       listeners: [],
       itlMs: [],
+      promptLogprobs: sampling.promptLogprobs === undefined ? undefined : promptIds.map(() => null),
       done,
       resolve,
       reject,
@@ -550,13 +557,16 @@ export class Engine {
         start,
         blockTable: this.kv.blockTable(seq),
         sample: start + numNewTokens === seq.length,
+        allLogits: start < seq.promptIds.length && this.bySeq.get(seq)?.promptLogprobs !== undefined,
         mm: seq.mm,
       };
     });
     // Greedy rows need only their argmax; a provider that picks it on the device saves the read-back.
     const greedy =
       this.executor.runGreedy !== undefined &&
-      out.scheduled.every(({ seq }, i) => !batch[i].sample || Sampler.isPlainGreedy(seq.sampling));
+      out.scheduled.every(
+        ({ seq }, i) => !batch[i].allLogits && (!batch[i].sample || Sampler.isPlainGreedy(seq.sampling)),
+      );
     let logits: Float32Array | undefined;
     let tokens: Int32Array | undefined;
     try {
@@ -571,8 +581,17 @@ export class Engine {
     const touched = new Set<RequestState>();
     let row = 0;
     out.scheduled.forEach(({ seq }, i) => {
-      if (!batch[i].sample) return;
-      const r = row++;
+      const b = batch[i];
+      let r: number;
+      if (b.allLogits) {
+        this.recordPromptLogprobs(seq, b, logits!, row);
+        row += b.tokenIds.length;
+        if (!b.sample) return;
+        r = row - 1;
+      } else {
+        if (!b.sample) return;
+        r = row++;
+      }
       // A request aborted while the step ran is already finished; its row is dropped.
       if (seq.isFinished) return;
       if (tokens) this.appendToken(seq, tokens[r]);
@@ -587,6 +606,21 @@ export class Engine {
     this.scheduler.update(out);
     if (this.options.checkIntegrity) this.kv.checkIntegrity();
     for (const state of touched) this.afterStep(state);
+  }
+
+  /** Prompt logprobs from a prefill chunk's rows: the row at position q scores prompt token q + 1. */
+  private recordPromptLogprobs(seq: Sequence, b: StepSequence, logits: Float32Array, row: number): void {
+    const state = this.bySeq.get(seq);
+    const out = state?.promptLogprobs;
+    if (!out || seq.isFinished) return;
+    const V = this.info.vocabSize;
+    const prompt = seq.promptIds;
+    for (let k = 0; k < b.tokenIds.length; k++) {
+      const q = b.start + k;
+      if (q + 1 >= prompt.length) break;
+      const rowLogits = logits.subarray((row + k) * V, (row + k + 1) * V);
+      out[q + 1] = tokenLogprob(rowLogits, prompt[q + 1], seq.sampling.promptLogprobs ?? 0);
+    }
   }
 
   private appendToken(seq: Sequence, token: number, logprob?: TokenLogprob): void {
@@ -667,6 +701,7 @@ export class Engine {
     return {
       id: state.id,
       promptTokenIds: state.promptIds,
+      ...(state.promptLogprobs ? { promptLogprobs: state.promptLogprobs } : {}),
       outputs,
       usage: {
         promptTokens: state.promptIds.length,

@@ -46,6 +46,8 @@ export interface RequestMetrics {
 export interface GenerateResult {
   id: string;
   promptTokenIds: number[];
+  /** With `sampling.promptLogprobs`: one entry per prompt token, null for the first (vLLM's shape). */
+  promptLogprobs?: (TokenLogprob | null)[];
   outputs: CompletionOutput[];
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
   metrics: RequestMetrics;

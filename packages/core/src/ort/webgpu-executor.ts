@@ -127,7 +127,8 @@ export class WebGpuExecutor implements Executor {
     let maxKv = 0;
     for (const s of batch) {
       T += s.tokenIds.length;
-      if (s.sample) S++;
+      if (s.allLogits) S += s.tokenIds.length;
+      else if (s.sample) S++;
       maxQ = Math.max(maxQ, s.tokenIds.length);
       maxKv = Math.max(maxKv, s.start + s.tokenIds.length);
     }
@@ -140,12 +141,13 @@ export class WebGpuExecutor implements Executor {
     let sampled = 0;
     batch.forEach((s, b) => {
       for (let i = 0; i < s.tokenIds.length; i++) inputIds[t + i] = s.tokenIds[i];
+      if (s.allLogits) for (let i = 0; i < s.tokenIds.length; i++) sampleIndex[sampled++] = t + i;
       t += s.tokenIds.length;
       cu[b + 1] = t;
       past[b] = s.start;
       const needed = Math.ceil((s.start + s.tokenIds.length) / this.pool.blockSize);
       for (let j = 0; j < needed; j++) table[b * this.maxBlocks + j] = s.blockTable[j];
-      if (s.sample) sampleIndex[sampled++] = t - 1;
+      if (s.sample && !s.allLogits) sampleIndex[sampled++] = t - 1;
     });
     const feeds: Record<string, ort.Tensor> = {
       ...this.pools,

@@ -39,6 +39,11 @@ function rewritesLogits(sp: SamplingParams, numOutput: number): boolean {
   return hasPenalties(sp) || sp.logitBias !== undefined || numOutput < (sp.minTokens ?? 0);
 }
 
+/** The logprob of `token` under the raw logits with the `top` most likely alternatives (prompt logprobs). */
+export function tokenLogprob(logits: Float32Array, token: number, top: number): TokenLogprob {
+  return rawLogprob(logits, token, topN(logits, top));
+}
+
 /** Log-softmax of the raw logits at `token`, with the alternatives `topN` found. */
 function rawLogprob(
   logits: Float32Array,

@@ -23,6 +23,7 @@ const NUMERIC: [keyof SamplingParams, string, (v: number) => boolean, string][] 
   ['n', 'n', (v) => int(v) && v >= 1 && v <= 128, 'an integer from 1 to 128'],
   ['maxTokens', 'max_tokens', (v) => int(v) && v >= 1, 'an integer >= 1'],
   ['logprobs', 'logprobs', (v) => int(v) && v >= 0 && v <= 20, 'an integer from 0 to 20'],
+  ['promptLogprobs', 'prompt_logprobs', (v) => int(v) && v >= 0 && v <= 20, 'an integer from 0 to 20'],
   ['seed', 'seed', int, 'an integer'],
   ['minTokens', 'min_tokens', (v) => int(v) && v >= 0, 'an integer >= 0'],
 ];

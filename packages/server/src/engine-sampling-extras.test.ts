@@ -1,0 +1,74 @@
+import type { Engine } from '@switchyard/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_MODEL } from './cli.js';
+import { createEngine } from './create-engine.js';
+
+/** logit_bias, min_tokens and prompt logprobs through the real engine, on the embedded text demo. */
+describe('engine: logit_bias, min_tokens, prompt logprobs', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await createEngine({ model: DEMO_MODEL, checkIntegrity: true });
+  });
+  afterAll(() => engine.close());
+  const prompt = 'def load(path):\n    """';
+
+  it('prompt logprobs equal the decode-time logprobs of the same tokens', async () => {
+    const [gen] = await engine.generate([
+      { prompt, sampling: { maxTokens: 6, logprobs: 2, ignoreEos: true } },
+    ]);
+    const out = gen.outputs[0];
+    const [scored] = await engine.generate([
+      { promptIds: [...gen.promptTokenIds, ...out.tokenIds], sampling: { maxTokens: 1, promptLogprobs: 3 } },
+    ]);
+    const lps = scored.promptLogprobs!;
+    expect(lps).toHaveLength(gen.promptTokenIds.length + out.tokenIds.length);
+    expect(lps[0]).toBeNull();
+    for (let i = 1; i < lps.length; i++) {
+      expect(lps[i]!.token).toBe(scored.promptTokenIds[i]);
+      expect(lps[i]!.top).toHaveLength(3);
+      expect(lps[i]!.logprob).toBeLessThanOrEqual(lps[i]!.top[0].logprob + 1e-6);
+    }
+    out.logprobs!.forEach((l, k) => {
+      const p = lps[gen.promptTokenIds.length + k]!;
+      expect(p.token).toBe(l.token);
+      expect(Math.abs(p.logprob - l.logprob)).toBeLessThan(1e-3);
+      // Greedy picked the argmax, which prefill scores first too.
+      expect(p.top[0].token).toBe(l.token);
+    });
+    // A second identical request (prefix-cache hit for plain requests) still gets every position.
+    const [again] = await engine.generate([
+      { promptIds: scored.promptTokenIds, sampling: { maxTokens: 1, promptLogprobs: 0 } },
+    ]);
+    expect(again.promptLogprobs!.slice(1).every((l) => l !== null)).toBe(true);
+    expect(again.promptLogprobs![5]!.logprob).toBeCloseTo(lps[5]!.logprob, 4);
+  });
+
+  it('logit_bias steers greedy decoding to the biased token', async () => {
+    const [plain] = await engine.generate([{ prompt, sampling: { maxTokens: 3 } }]);
+    const target = (plain.outputs[0].tokenIds[0] + 7) % engine.info.vocabSize;
+    const [biased] = await engine.generate([
+      { prompt, sampling: { maxTokens: 3, logitBias: { [target]: 100 } } },
+    ]);
+    expect(biased.outputs[0].tokenIds).toEqual([target, target, target]);
+    const [banned] = await engine.generate([
+      { prompt, sampling: { maxTokens: 1, logitBias: { [plain.outputs[0].tokenIds[0]]: -100 } } },
+    ]);
+    expect(banned.outputs[0].tokenIds[0]).not.toBe(plain.outputs[0].tokenIds[0]);
+  });
+
+  it('min_tokens keeps EOS away until that many tokens are out', async () => {
+    const eos = engine.checkpoint.eosTokenIds[0];
+    // A strong bias toward EOS ends a request at once, unless min_tokens holds it off.
+    const [quick] = await engine.generate([
+      { prompt, sampling: { maxTokens: 20, logitBias: { [eos]: 100 } } },
+    ]);
+    expect(quick.outputs[0].tokenIds).toEqual([eos]);
+    const [held] = await engine.generate([
+      { prompt, sampling: { maxTokens: 20, minTokens: 5, logitBias: { [eos]: 100 } } },
+    ]);
+    expect(held.outputs[0].tokenIds).toHaveLength(6);
+    expect(held.outputs[0].tokenIds.slice(0, 5)).not.toContain(eos);
+    expect(held.outputs[0].tokenIds[5]).toBe(eos);
+    expect(held.outputs[0].finishReason).toBe('stop');
+  });
+});
