@@ -1,5 +1,6 @@
 export type { DependencyContainer } from 'tsyringe';
 export * from './container.js';
+export { checkRequestKeys, REQUEST_KEYS } from './engine/check-request-keys.js';
 export * from './engine/engine.js';
 export * from './engine/image-cache.js';
 export * from './engine/metrics.js';

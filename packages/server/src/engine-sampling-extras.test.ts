@@ -72,3 +72,39 @@ describe('engine: logit_bias, min_tokens, prompt logprobs', () => {
     expect(held.outputs[0].finishReason).toBe('stop');
   });
 });
+
+describe('engine: the code API refuses keys it does not know', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await createEngine({ model: DEMO_MODEL });
+  });
+  afterAll(() => engine.close());
+
+  it('says to use maxTokens for max_tokens, in sampling or at the top level', async () => {
+    await expect(
+      engine.generate([{ prompt: 'x', sampling: { max_tokens: 64 } as Record<string, unknown> }]),
+    ).rejects.toThrow(/max_tokens: is not a sampling key of the code API; use maxTokens/);
+    await expect(engine.generate([{ prompt: 'x', max_tokens: 64 } as never])).rejects.toThrow(
+      /max_tokens is not a GenerateRequest key; sampling settings go in sampling: \{ maxTokens: … \}/,
+    );
+    await expect(engine.generate([{ prompt: 'x', prompt_ids: [1] } as never])).rejects.toThrow(
+      /prompt_ids is not a GenerateRequest key; use promptIds/,
+    );
+  });
+
+  it('reports the stop string or stop token id that ended a completion', async () => {
+    const [plain] = await engine.generate([
+      { prompt: 'def f(x):', sampling: { maxTokens: 8, ignoreEos: true } },
+    ]);
+    const t = plain.outputs[0].tokenIds[2];
+    const [byId] = await engine.generate([
+      { prompt: 'def f(x):', sampling: { maxTokens: 8, stopTokenIds: [t] } },
+    ]);
+    expect(byId.outputs[0].stopReason).toBe(t);
+    const word = plain.outputs[0].text.trim().slice(0, 2);
+    const [byStr] = await engine.generate([
+      { prompt: 'def f(x):', sampling: { maxTokens: 8, stop: [word] } },
+    ]);
+    expect(byStr.outputs[0].stopReason).toBe(word);
+  });
+});

@@ -14,6 +14,7 @@ import { Sampler, tokenLogprob } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
 import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js';
+import { checkRequestKeys } from './check-request-keys.js';
 import { ImageEmbeddingCache } from './image-cache.js';
 import { EngineMetrics } from './metrics.js';
 import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
@@ -355,6 +356,9 @@ export class Engine {
    */
   private async prepare(req: GenerateRequest): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
+    if (!req || typeof req !== 'object')
+      throw new SwitchyardError('a request must be an object', 'invalid_request');
+    checkRequestKeys(req);
     const { promptIds, mm } = await this.promptWithImages(req);
     const { vocabSize, maxModelLen } = this.info;
     if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
@@ -639,9 +643,13 @@ export class Engine {
     const text = detok.push(token);
     let reason: 'stop' | 'length' | undefined;
     if (!sp.ignoreEos && this.checkpoint.eosTokenIds.includes(token)) reason = 'stop';
-    else if (sp.stopTokenIds.includes(token)) reason = 'stop';
-    else if (detok.stopped !== undefined) reason = 'stop';
-    else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.info.maxModelLen) reason = 'length';
+    else if (sp.stopTokenIds.includes(token)) {
+      reason = 'stop';
+      seq.stopReason = token;
+    } else if (detok.stopped !== undefined) {
+      reason = 'stop';
+      seq.stopReason = detok.stopped;
+    } else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.info.maxModelLen) reason = 'length';
     const tail = reason ? detok.finish() : '';
     if (reason) {
       seq.status = 'finished';
@@ -655,6 +663,7 @@ export class Engine {
       text: text + tail,
       logprobs: logprob ? [logprob] : undefined,
       finishReason: reason,
+      stopReason: seq.stopReason,
     });
   }
 
@@ -694,6 +703,7 @@ export class Engine {
       tokenIds: [...seq.outputIds],
       text: state.detoks[index].text,
       finishReason: seq.finishReason ?? 'abort',
+      stopReason: seq.stopReason,
       logprobs: seq.sampling.logprobs !== undefined ? seq.outputLogprobs : undefined,
     }));
     const first = state.seqs[0];

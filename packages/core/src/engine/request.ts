@@ -17,6 +17,7 @@ export interface GenerateRequest {
    * paths only from trusted callers such as the CLI.
    */
   images?: ImageInput[];
+  /** Sampling settings in camelCase (`maxTokens`); unknown keys are refused with the right name. */
   sampling?: Partial<SamplingParams>;
   /** Lower runs first under the 'priority' queue policy. */
   priority?: number;
@@ -29,6 +30,8 @@ export interface CompletionOutput {
   tokenIds: number[];
   text: string;
   finishReason: FinishReason;
+  /** The stop string or stop token id that ended it (vLLM's `stop_reason`); undefined for EOS or length. */
+  stopReason?: string | number;
   logprobs?: TokenLogprob[];
 }
 
@@ -62,5 +65,6 @@ export type StreamEvent =
       text: string;
       logprobs?: TokenLogprob[];
       finishReason?: FinishReason;
+      stopReason?: string | number;
     }
   | { type: 'done'; result: GenerateResult };

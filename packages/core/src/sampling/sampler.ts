@@ -41,7 +41,10 @@ function rewritesLogits(sp: SamplingParams, numOutput: number): boolean {
 
 /** The logprob of `token` under the raw logits with the `top` most likely alternatives (prompt logprobs). */
 export function tokenLogprob(logits: Float32Array, token: number, top: number): TokenLogprob {
-  return rawLogprob(logits, token, topN(logits, top));
+  let above = 0;
+  const v = logits[token];
+  for (let i = 0; i < logits.length; i++) if (logits[i] > v) above++;
+  return { ...rawLogprob(logits, token, topN(logits, top)), rank: above + 1 };
 }
 
 /** Log-softmax of the raw logits at `token`, with the alternatives `topN` found. */

@@ -7,8 +7,17 @@ const limits = { maxModelLen: 100, promptLen: 10, vocabSize: 1000 };
 const v = (input: Record<string, unknown>, l = limits) => validateSamplingParams(input, l);
 
 describe('validateSamplingParams', () => {
-  it('fills the defaults and ignores unknown keys and nulls', () => {
-    expect(v({ foo: 1, temperature: null })).toEqual({ ...DEFAULT_SAMPLING });
+  it('fills the defaults and ignores nulls', () => {
+    expect(v({ temperature: null, topP: undefined })).toEqual({ ...DEFAULT_SAMPLING });
+  });
+
+  it('refuses unknown keys, naming the camelCase key for a snake_case one', () => {
+    expect(() => v({ max_tokens: 64 })).toThrow(
+      /max_tokens: is not a sampling key of the code API; use maxTokens/,
+    );
+    expect(() => v({ top_p: 0.5 })).toThrow(/use topP/);
+    expect(() => v({ max_new_tokens: 5 })).toThrow(/use maxTokens/);
+    expect(() => v({ foo: 1 })).toThrow(/foo: is not a sampling key; known: temperature, topP/);
   });
 
   it('accepts good values', () => {

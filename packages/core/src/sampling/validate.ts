@@ -27,13 +27,47 @@ const NUMERIC: [keyof SamplingParams, string, (v: number) => boolean, string][] 
   ['seed', 'seed', int, 'an integer'],
   ['minTokens', 'min_tokens', (v) => int(v) && v >= 0, 'an integer >= 0'],
 ];
+/** Every key `SamplingParams` takes (the defaults' keys and the optional ones). */
+export const SAMPLING_KEYS: readonly string[] = [
+  ...Object.keys(DEFAULT_SAMPLING),
+  'seed',
+  'logprobs',
+  'logitBias',
+  'promptLogprobs',
+];
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+/** Request-API spellings whose code-API name is not just the camelCase form. */
+const RENAMED: Record<string, string> = {
+  max_new_tokens: 'maxTokens',
+  max_completion_tokens: 'maxTokens',
+  min_new_tokens: 'minTokens',
+  stop_sequences: 'stop',
+};
+
+/**
+ * Throws on a key `SamplingParams` does not have, saying what to use instead: the code API
+ * takes camelCase (`maxTokens`, not vLLM's `max_tokens`), so a snake_case key is never dropped.
+ */
+export function checkSamplingKeys(input: object): void {
+  for (const key of Object.keys(input)) {
+    if (SAMPLING_KEYS.includes(key) || (input as Record<string, unknown>)[key] === undefined) continue;
+    const hint = RENAMED[key] ?? camel(key);
+    throw invalidParam(
+      key,
+      SAMPLING_KEYS.includes(hint)
+        ? `is not a sampling key of the code API; use ${hint}`
+        : `is not a sampling key; known: ${SAMPLING_KEYS.join(', ')}`,
+    );
+  }
+}
+
 /** OpenAI's range for a logit bias. */
 const MAX_BIAS = 100;
 
 /**
  * Checks a request's sampling settings against the model and fills the defaults. Throws
- * `invalidParam` naming the parameter as the OpenAI API spells it. Unknown keys and null values
- * are ignored. Normalizes as vLLM does: temperature below 1e-5 becomes 0 (greedy), top_k -1 becomes
+ * `invalidParam` naming the parameter as the OpenAI API spells it. Unknown keys are refused
+ * (`checkSamplingKeys`); null values are ignored. Normalizes as vLLM does: temperature below 1e-5 becomes 0 (greedy), top_k -1 becomes
  * 0 (disabled), a lone stop string becomes a one-entry list.
  */
 export function validateSamplingParams(
@@ -41,6 +75,7 @@ export function validateSamplingParams(
   limits: SamplingLimits,
 ): SamplingParams {
   const { maxModelLen, promptLen, vocabSize } = limits;
+  checkSamplingKeys(input);
   const out: SamplingParams = { ...DEFAULT_SAMPLING, stop: [], stopTokenIds: [] };
   const set = out as unknown as Record<string, number>;
   for (const [key, name, ok, rule] of NUMERIC) {
