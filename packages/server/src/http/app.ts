@@ -104,6 +104,16 @@ export function buildServer(options: ServerOptions): Server {
       );
     }
   };
+  const modelCard = () => ({
+    id: modelName,
+    object: 'model',
+    created: 0,
+    owned_by: 'switchyard',
+    root: engine.info.model,
+    max_model_len: engine.info.maxModelLen,
+  });
+  /** Names this build and model: changes when either does, as OpenAI's fingerprint does. */
+  const fingerprint = `fp_${sha256(`${modelName}\0${engine.info.model}\0${engine.info.device}\0${engine.info.dtype}`).toString('hex').slice(0, 10)}`;
   const media: MediaPolicy = options.media ?? { allowedDomains: [] };
   /**
    * Fetches a request's images under the media policy and hands the engine their bytes: chat
@@ -132,18 +142,22 @@ export function buildServer(options: ServerOptions): Server {
 
   app.get('/v1/models', async (req) => {
     admit(req);
-    return {
-      object: 'list',
-      data: [
-        {
-          id: modelName,
-          object: 'model',
-          created: 0,
-          owned_by: 'switchyard',
-          max_model_len: engine.info.maxModelLen,
-        },
-      ],
-    };
+    return { object: 'list', data: [modelCard()] };
+  });
+
+  app.get('/v1/models/:id', async (req) => {
+    admit(req);
+    const id = (req.params as { id: string }).id;
+    if (id !== modelName) {
+      throw new HttpError(
+        404,
+        `the model '${id}' does not exist; this server serves '${modelName}'`,
+        'not_found_error',
+        'model',
+        'model_not_found',
+      );
+    }
+    return modelCard();
   });
 
   app.post('/v1/chat/completions', async (req, reply) => {
@@ -155,10 +169,11 @@ export function buildServer(options: ServerOptions): Server {
     await loadImages(parsed.request, parsed.images, 'messages');
     return respond(
       reply,
-      parsed.request,
+      [parsed.request],
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage),
       (r, meta) => openaiResponse(r, meta, 'chat'),
+      { warnings: parsed.warnings, route: '/v1/chat/completions' },
     );
   });
 
@@ -168,12 +183,16 @@ export function buildServer(options: ServerOptions): Server {
     checkModel(body);
     const parsed = parseCompletion(body);
     checkQueue();
+    const echo = parsed.echo
+      ? parsed.prompts.map((p) => (typeof p === 'string' ? p : engine.tokenizer.decode(p, false)))
+      : undefined;
     return respond(
       reply,
-      parsed.request,
+      parsed.requests,
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'completion', parsed.includeUsage),
       (r, meta) => openaiResponse(r, meta, 'completion'),
+      { warnings: parsed.warnings, echo, route: '/v1/completions' },
     );
   });
 
@@ -188,7 +207,9 @@ export function buildServer(options: ServerOptions): Server {
     }
     checkQueue();
     await loadImages(parsed.request, parsed.images, 'image_data');
-    return respond(reply, parsed.request, parsed.stream, nativeStream, nativeResponse);
+    return respond(reply, [parsed.request], parsed.stream, nativeStream, nativeResponse, {
+      route: '/generate',
+    });
   });
 
   app.post('/tokenize', async (req) => {
@@ -200,7 +221,10 @@ export function buildServer(options: ServerOptions): Server {
     else if (Array.isArray(body.messages)) {
       const template = engine.checkpoint.chatTemplate;
       if (!template) throw badRequest('this model has no chat template', 'messages');
-      tokens = engine.tokenizer.encode(template.render(parseChat(body, maxImages).request.messages!), false);
+      tokens = engine.tokenizer.encode(
+        template.render(parseChat({ messages: body.messages }, maxImages).request.messages!),
+        false,
+      );
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };
   });
@@ -215,13 +239,17 @@ export function buildServer(options: ServerOptions): Server {
     return { prompt: engine.tokenizer.decode(tokens, false) };
   });
 
-  /** Runs one request: a JSON answer, or server-sent events; a client that goes away aborts it. */
+  /**
+   * Runs a request (or a batch of them, answered as one: choice i × n + j is completion j of
+   * request i): a JSON answer, or server-sent events; a client that goes away aborts them all.
+   */
   async function respond(
     reply: FastifyReply,
-    request: GenerateRequest,
+    requests: GenerateRequest[],
     stream: boolean,
     toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
     toBody: (result: GenerateResult, meta: Meta) => unknown,
+    extra: { warnings?: string[]; echo?: string[]; route: string },
   ) {
     const controller = new AbortController();
     const onClose = () => {
@@ -233,11 +261,26 @@ export function buildServer(options: ServerOptions): Server {
       created: Math.floor(Date.now() / 1000),
       model: modelName,
       engine,
+      fingerprint,
+      warnings: extra.warnings ?? [],
+      echo: extra.echo,
+      results: [],
+      n: requests[0].sampling?.n ?? 1,
     };
-    const events = engine.stream(request, controller.signal);
-    // The first event validates the request: a bad one still gets a plain JSON error.
-    const first = await events.next();
-    const rest = prepend(first, events);
+    for (const w of meta.warnings) reply.log.warn({ route: extra.route }, w);
+    // The first event of each validates it: a bad request still gets a plain JSON error.
+    const streams = requests.map((r) => engine.stream(r, controller.signal));
+    let firsts: IteratorResult<StreamEvent>[];
+    try {
+      firsts = await Promise.all(streams.map((s) => s.next()));
+    } catch (e) {
+      controller.abort();
+      throw e;
+    }
+    const rest = mergeEvents(
+      streams.map((s, i) => prepend(firsts[i], s)),
+      meta,
+    );
     if (!stream) {
       let result: GenerateResult | undefined;
       for await (const e of rest) if (e.type === 'done') result = e.result;
@@ -277,6 +320,77 @@ interface Meta {
   created: number;
   model: string;
   engine: Engine;
+  /** `system_fingerprint`. */
+  fingerprint: string;
+  /** Accepted-and-ignored fields, reported in the body (or the first chunk). */
+  warnings: string[];
+  /** `echo`: each request's prompt text, put before its completions. */
+  echo?: string[];
+  /** Each request's result, in request order, once all are done. */
+  results: GenerateResult[];
+  /** Completions per request. */
+  n: number;
+}
+
+/**
+ * One stream of a batch of requests: deltas re-indexed (request i's completion j becomes
+ * i × n + j; every request of a batch has the same n) and one final 'done' whose result
+ * joins theirs (outputs in choice order, usage summed). Fills `meta.results`.
+ */
+async function* mergeEvents(streams: AsyncGenerator<StreamEvent>[], meta: Meta): AsyncGenerator<StreamEvent> {
+  if (streams.length === 1) {
+    for await (const e of streams[0]) {
+      if (e.type === 'done') meta.results = [e.result];
+      yield e;
+    }
+    return;
+  }
+  const n = (meta.results = new Array<GenerateResult>(streams.length));
+  const queue: { i: number; e: StreamEvent }[] = [];
+  let wake: (() => void) | undefined;
+  let live = streams.length;
+  let failure: unknown;
+  streams.forEach(async (s, i) => {
+    try {
+      for await (const e of s) {
+        queue.push({ i, e });
+        wake?.();
+      }
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      live--;
+      wake?.();
+    }
+  });
+  while (live > 0 || queue.length > 0) {
+    if (queue.length === 0) {
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+      wake = undefined;
+      if (failure) throw failure;
+      continue;
+    }
+    const { i, e } = queue.shift()!;
+    if (e.type === 'done') n[i] = e.result;
+    else yield { ...e, index: i * meta.n + e.index };
+  }
+  if (failure) throw failure;
+  const outputs = n.flatMap((r, i) => r.outputs.map((o) => ({ ...o, index: i * meta.n + o.index })));
+  const sum = (f: (r: GenerateResult) => number) => n.reduce((a, r) => a + f(r), 0);
+  yield {
+    type: 'done',
+    result: {
+      ...n[0],
+      outputs,
+      usage: {
+        promptTokens: sum((r) => r.usage.promptTokens),
+        completionTokens: sum((r) => r.usage.completionTokens),
+        cachedTokens: sum((r) => r.usage.cachedTokens),
+      },
+    },
+  };
 }
 
 async function* prepend<T>(first: IteratorResult<T>, rest: AsyncIterator<T>): AsyncGenerator<T> {
@@ -330,20 +444,72 @@ function logprobsOf(engine: Engine, lps: TokenLogprob[] | undefined, kind: Kind)
   };
 }
 
+/** vLLM's `prompt_logprobs`: null for the first token, then {token id: {logprob, rank, decoded_token}}. */
+function promptLogprobsOf(engine: Engine, lps: GenerateResult['promptLogprobs']) {
+  if (!lps) return undefined;
+  return lps.map((l) => {
+    if (!l) return null;
+    const entry: Record<string, { logprob: number; rank?: number; decoded_token: string }> = {};
+    l.top.forEach((t, i) => {
+      entry[t.token] = { logprob: t.logprob, rank: i + 1, decoded_token: tokenText(engine, t.token) };
+    });
+    entry[l.token] = { logprob: l.logprob, rank: l.rank, decoded_token: tokenText(engine, l.token) };
+    return entry;
+  });
+}
+
+/** Completions logprobs with the prompt's tokens first (echo): the first prompt token has none. */
+function echoLogprobs(engine: Engine, r: GenerateResult, out: TokenLogprob[] | undefined) {
+  const own = logprobsOf(engine, out ?? [], 'completion') as {
+    tokens: string[];
+    token_logprobs: number[];
+    top_logprobs: Record<string, number>[];
+  };
+  const lps = r.promptLogprobs ?? r.promptTokenIds.map(() => null);
+  return {
+    tokens: [...r.promptTokenIds.map((t) => tokenText(engine, t)), ...own.tokens],
+    token_logprobs: [...lps.map((l) => l?.logprob ?? null), ...own.token_logprobs],
+    top_logprobs: [
+      ...lps.map((l) =>
+        l ? Object.fromEntries(l.top.map((t) => [tokenText(engine, t.token), t.logprob])) : null,
+      ),
+      ...own.top_logprobs,
+    ],
+  };
+}
+
 function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind) {
-  const choices = r.outputs.map((o) => ({
-    index: o.index,
-    ...(kind === 'chat' ? { message: { role: 'assistant', content: o.text } } : { text: o.text }),
-    logprobs: logprobsOf(meta.engine, o.logprobs, kind),
-    finish_reason: o.finishReason,
-  }));
+  const choices = r.outputs.map((o) => {
+    const request = meta.results[Math.floor(o.index / meta.n)] ?? r;
+    const echo = meta.echo?.[Math.floor(o.index / meta.n)];
+    const text = echo === undefined ? o.text : echo + o.text;
+    const logprobs =
+      echo !== undefined && o.logprobs
+        ? echoLogprobs(meta.engine, request, o.logprobs)
+        : logprobsOf(meta.engine, o.logprobs, kind);
+    return {
+      index: o.index,
+      ...(kind === 'chat' ? { message: { role: 'assistant', content: o.text } } : { text }),
+      logprobs,
+      finish_reason: o.finishReason,
+      stop_reason: o.stopReason ?? null,
+      ...(kind === 'completion' && request.promptLogprobs
+        ? { prompt_logprobs: promptLogprobsOf(meta.engine, request.promptLogprobs) }
+        : {}),
+    };
+  });
   return {
     id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${meta.id}`,
     object: kind === 'chat' ? 'chat.completion' : 'text_completion',
     created: meta.created,
     model: meta.model,
+    system_fingerprint: meta.fingerprint,
     choices,
     usage: usage(r),
+    ...(kind === 'chat' && r.promptLogprobs
+      ? { prompt_logprobs: promptLogprobsOf(meta.engine, r.promptLogprobs) }
+      : {}),
+    ...(meta.warnings.length ? { warnings: meta.warnings } : {}),
   };
 }
 
@@ -361,9 +527,11 @@ async function* openaiStream(
     object,
     created: meta.created,
     model: meta.model,
+    system_fingerprint: meta.fingerprint,
     choices,
     ...extra,
   });
+  let warned = false;
   for await (const e of events) {
     if (e.type === 'done') {
       if (includeUsage) yield chunk([], { usage: usage(e.result) });
@@ -371,18 +539,25 @@ async function* openaiStream(
     }
     const first = !started.has(e.index);
     started.add(e.index);
+    const echo = first ? (meta.echo?.[Math.floor(e.index / meta.n)] ?? '') : '';
     const body =
       kind === 'chat'
         ? { delta: first ? { role: 'assistant', content: e.text } : { content: e.text } }
-        : { text: e.text };
-    yield chunk([
-      {
-        index: e.index,
-        ...body,
-        logprobs: logprobsOf(meta.engine, e.logprobs, kind),
-        finish_reason: e.finishReason ?? null,
-      },
-    ]);
+        : { text: echo + e.text };
+    const extra = !warned && meta.warnings.length ? { warnings: meta.warnings } : {};
+    warned = true;
+    yield chunk(
+      [
+        {
+          index: e.index,
+          ...body,
+          logprobs: logprobsOf(meta.engine, e.logprobs, kind),
+          finish_reason: e.finishReason ?? null,
+          ...(e.finishReason ? { stop_reason: e.stopReason ?? null } : {}),
+        },
+      ],
+      extra,
+    );
   }
 }
 

@@ -1,5 +1,6 @@
 import type { ChatMessage, GenerateRequest, SamplingParams } from '@switchyard/core';
 import { badRequest } from './errors.js';
+import { checkFields } from './request-fields.js';
 
 export type Body = Record<string, unknown>;
 
@@ -9,6 +10,8 @@ export interface ParsedRequest {
   includeUsage: boolean;
   /** Top alternatives to report per token, or undefined for no logprobs. */
   logprobs?: number;
+  /** Notes on accepted-and-ignored fields, for the log and the response's `warnings`. */
+  warnings: string[];
 }
 
 /** The request body as an object, or a 400 naming what it was instead. */
@@ -32,6 +35,13 @@ const isStr = (v: unknown): v is string => typeof v === 'string';
 const isStrList = (v: unknown): v is string | string[] =>
   typeof v === 'string' || (Array.isArray(v) && v.every(isStr));
 const isIntList = (v: unknown): v is number[] => Array.isArray(v) && v.every(isInt);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The request's `priority` (lower runs first under `--policy priority`). */
+export function priorityOf(body: Body): number | undefined {
+  return optional(body, 'priority', isInt, 'an integer (lower runs first under --policy priority)');
+}
 
 /** The sampling fields OpenAI and vLLM requests share, in the engine's names (ranges are checked there). */
 function sampling(body: Body, maxTokensKeys: string[]): Partial<SamplingParams> {
@@ -52,6 +62,11 @@ function sampling(body: Body, maxTokensKeys: string[]): Partial<SamplingParams> 
     stop: stop === undefined ? undefined : typeof stop === 'string' ? [stop] : stop,
     stopTokenIds: optional(body, 'stop_token_ids', isIntList, 'an array of integers'),
     ignoreEos: optional(body, 'ignore_eos', isBool, 'a boolean'),
+    minTokens: optional(body, 'min_tokens', isInt, 'an integer'),
+    logitBias: optional(body, 'logit_bias', isObject, 'an object mapping token ids to biases') as
+      | Record<number, number>
+      | undefined,
+    promptLogprobs: optional(body, 'prompt_logprobs', isInt, 'an integer'),
   };
 }
 
@@ -70,6 +85,7 @@ function streamOptions(body: Body): { stream: boolean; includeUsage: boolean } {
 
 /** A `/v1/chat/completions` body. Image parts are counted and returned for the caller to load. */
 export function parseChat(body: Body, maxImages: number): ParsedRequest & { images: string[] } {
+  const warnings = checkFields(body, 'chat');
   const messages = body.messages;
   if (!Array.isArray(messages) || messages.length === 0) {
     throw badRequest('messages must be a non-empty array of {role, content} objects', 'messages');
@@ -112,31 +128,73 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
     throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs');
   const logprobs = wantLogprobs ? (top ?? 0) : undefined;
   const s = sampling(body, ['max_completion_tokens', 'max_tokens']);
+  const stream = streamOptions(body);
+  if (stream.stream && s.promptLogprobs !== undefined)
+    throw badRequest('prompt_logprobs is not supported with stream: true', 'prompt_logprobs');
   return {
-    request: { messages: normalized, sampling: { ...s, logprobs } },
-    ...streamOptions(body),
+    request: { messages: normalized, sampling: { ...s, logprobs }, priority: priorityOf(body) },
+    ...stream,
     logprobs,
     images,
+    warnings,
   };
 }
 
-/** A `/v1/completions` body: `prompt` is a string or an array of token ids. */
-export function parseCompletion(body: Body): ParsedRequest {
+/** A parsed `/v1/completions` body: one engine request per prompt of the batch. */
+export interface ParsedCompletion {
+  requests: GenerateRequest[];
+  /** Each prompt as text (token-id prompts decoded by the caller): what `echo` puts first. */
+  prompts: (string | number[])[];
+  echo: boolean;
+  stream: boolean;
+  includeUsage: boolean;
+  logprobs?: number;
+  warnings: string[];
+}
+
+/**
+ * A `/v1/completions` body. `prompt` is a string, an array of token ids, or a batch: an array
+ * of strings or of token-id arrays (each a request of its own; choice i × n + j answers prompt i).
+ */
+export function parseCompletion(body: Body): ParsedCompletion {
+  const warnings = checkFields(body, 'completion');
   const prompt = body.prompt;
-  const request: GenerateRequest = {};
-  if (typeof prompt === 'string') request.prompt = prompt;
-  else if (isIntList(prompt) && prompt.length > 0) request.promptIds = prompt;
-  else if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string')
-    request.prompt = prompt[0];
+  let prompts: (string | number[])[];
+  if (typeof prompt === 'string') prompts = [prompt];
+  else if (isIntList(prompt) && prompt.length > 0) prompts = [prompt];
+  else if (
+    Array.isArray(prompt) &&
+    prompt.length > 0 &&
+    prompt.every((p) => typeof p === 'string' || (isIntList(p) && p.length > 0))
+  )
+    prompts = prompt as (string | number[])[];
   else
     throw badRequest(
-      'prompt must be a string or a non-empty array of token ids (one prompt per request)',
+      'prompt must be a string, a non-empty array of token ids, or a non-empty array of either (a batch)',
       'prompt',
     );
   const logprobs = optional(body, 'logprobs', isInt, 'an integer');
-  if (optional(body, 'echo', isBool, 'a boolean')) throw badRequest('echo is not supported', 'echo');
-  request.sampling = { ...sampling(body, ['max_tokens']), logprobs };
-  return { request, ...streamOptions(body), logprobs };
+  const echo = optional(body, 'echo', isBool, 'a boolean') ?? false;
+  const s = sampling(body, ['max_tokens']);
+  const stream = streamOptions(body);
+  if (stream.stream && s.promptLogprobs !== undefined)
+    throw badRequest('prompt_logprobs is not supported with stream: true', 'prompt_logprobs');
+  if (stream.stream && echo && logprobs !== undefined)
+    throw badRequest(
+      'echo with logprobs is not supported with stream: true; drop stream or logprobs',
+      'echo',
+    );
+  // echo with logprobs reports the prompt's own logprobs, as vLLM does.
+  const promptLogprobs = s.promptLogprobs ?? (echo && logprobs !== undefined ? logprobs : undefined);
+  const priority = priorityOf(body);
+  const requests = prompts.map(
+    (p): GenerateRequest => ({
+      ...(typeof p === 'string' ? { prompt: p } : { promptIds: p }),
+      sampling: { ...s, logprobs, promptLogprobs },
+      priority,
+    }),
+  );
+  return { requests, prompts, echo, ...stream, logprobs, warnings };
 }
 
 /** SGLang's native `/generate` body: `text` or `input_ids`, `sampling_params`, `stream`. */
