@@ -2,6 +2,7 @@ export type { DependencyContainer } from 'tsyringe';
 export * from './container.js';
 export { checkRequestKeys, REQUEST_KEYS } from './engine/check-request-keys.js';
 export * from './engine/engine.js';
+export * from './engine/generation-defaults.js';
 export * from './engine/image-cache.js';
 export * from './engine/metrics.js';
 export * from './engine/multimodal-input.js';

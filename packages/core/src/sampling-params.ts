@@ -10,6 +10,7 @@ export interface SamplingParams {
   presencePenalty: number;
   frequencyPenalty: number;
   seed?: number;
+  /** Default: the room the context leaves after the prompt (as vLLM); 16 below is nominal. */
   maxTokens: number;
   /** Number of top alternatives to report per generated token; undefined: no logprobs at all. */
   logprobs?: number;

@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Engine } from '@switchyard/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_MODEL } from './cli.js';
@@ -106,5 +109,61 @@ describe('engine: the code API refuses keys it does not know', () => {
       { prompt: 'def f(x):', sampling: { maxTokens: 8, stop: [word] } },
     ]);
     expect(byStr.outputs[0].stopReason).toBe(word);
+  });
+});
+
+describe('engine: sampling defaults from generation_config.json (--generation-config)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-genconfig-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  for (const f of readdirSync(DEMO_MODEL))
+    if (f !== 'generation_config.json') symlinkSync(join(DEMO_MODEL, f), join(dir, f));
+  writeFileSync(
+    join(dir, 'generation_config.json'),
+    JSON.stringify({
+      eos_token_id: 4,
+      temperature: 0.5,
+      top_k: 7,
+      repetition_penalty: 1.3,
+      max_new_tokens: 3,
+      do_sample: true,
+    }),
+  );
+
+  it("auto takes the model's defaults for omitted settings; the request's own win", async () => {
+    const engine = await createEngine({ model: dir });
+    try {
+      expect(engine.samplingDefaults).toEqual({
+        temperature: 0.5,
+        topK: 7,
+        repetitionPenalty: 1.3,
+        maxTokens: 3,
+      });
+      const [a] = await engine.generate([{ prompt: 'def f(x):', sampling: { ignoreEos: true } }]);
+      expect(a.outputs[0].tokenIds).toHaveLength(3);
+      const [b] = await engine.generate([
+        { prompt: 'def f(x):', sampling: { maxTokens: 5, ignoreEos: true } },
+      ]);
+      expect(b.outputs[0].tokenIds).toHaveLength(5);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('vllm uses vLLM defaults (temperature 1) and none ours (greedy, the context left), ignoring the file', async () => {
+    const v = await createEngine({ model: dir, generationConfig: 'vllm' });
+    expect(v.samplingDefaults).toMatchObject({ temperature: 1, topK: 0 });
+    await v.close();
+    const n = await createEngine({ model: dir, generationConfig: 'none', maxModelLen: 40 });
+    try {
+      expect(n.samplingDefaults).toEqual({});
+      const [r] = await n.generate([{ prompt: 'def f(x):', sampling: { ignoreEos: true } }]);
+      expect(r.outputs[0].tokenIds).toHaveLength(n.info.maxModelLen - r.promptTokenIds.length);
+      expect(r.outputs[0].finishReason).toBe('length');
+    } finally {
+      await n.close();
+    }
+    await expect(createEngine({ model: dir, generationConfig: '/nonexistent' })).rejects.toThrow(
+      /no generation_config.json there; give auto, vllm, none or a folder/,
+    );
   });
 });

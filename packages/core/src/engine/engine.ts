@@ -12,9 +12,11 @@ import { WebGpuExecutor, type WebGpuTuning } from '../ort/webgpu-executor.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
 import { Sampler, tokenLogprob } from '../sampling/sampler.js';
 import { validateSamplingParams } from '../sampling/validate.js';
+import type { SamplingParams } from '../sampling-params.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
 import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js';
 import { checkRequestKeys } from './check-request-keys.js';
+import { type GenerationConfigSource, generationDefaults } from './generation-defaults.js';
 import { ImageEmbeddingCache } from './image-cache.js';
 import { EngineMetrics } from './metrics.js';
 import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
@@ -47,6 +49,10 @@ export interface EngineOptions {
   webgpu?: WebGpuTuning;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
+  /** At most this many images in the image-embedding cache (LightLLM's cache_capacity; default no cap). */
+  imageCacheEntries?: number;
+  /** Where omitted sampling settings come from: 'auto' (generation_config.json), 'vllm', 'none', a folder. */
+  generationConfig?: GenerationConfigSource;
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }
@@ -135,9 +141,16 @@ export class Engine {
     private readonly options: EngineOptions,
     private readonly vision?: VisionEncoder,
   ) {
-    this.imageCache = new ImageEmbeddingCache((options.imageCacheMb ?? 256) * 1024 * 1024);
+    this.imageCache = new ImageEmbeddingCache(
+      (options.imageCacheMb ?? 256) * 1024 * 1024,
+      options.imageCacheEntries,
+    );
     this.sampler = new Sampler({ eosTokenIds: checkpoint.eosTokenIds });
+    this.samplingDefaults = generationDefaults(options.generationConfig, checkpoint);
   }
+
+  /** What a request's omitted sampling settings become (see `GenerationConfigSource`). */
+  readonly samplingDefaults: Partial<SamplingParams>;
 
   /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
   readonly imageCache: ImageEmbeddingCache;
@@ -377,7 +390,17 @@ export class Engine {
         'prompt',
       );
     }
-    const sampling = validateSamplingParams(req.sampling ?? {}, {
+    const given = Object.fromEntries(
+      Object.entries(req.sampling ?? {}).filter(([, v]) => v !== undefined && v !== null),
+    );
+    const merged: Record<string, unknown> = { ...this.samplingDefaults, ...given };
+    // A default max_tokens (generation_config's max_new_tokens) is capped by the room left, as in vLLM.
+    if (given.maxTokens === undefined && this.samplingDefaults.maxTokens !== undefined)
+      merged.maxTokens = Math.max(
+        1,
+        Math.min(this.samplingDefaults.maxTokens, maxModelLen - promptIds.length),
+      );
+    const sampling = validateSamplingParams(merged, {
       maxModelLen,
       promptLen: promptIds.length,
       vocabSize,

@@ -8,7 +8,7 @@ const v = (input: Record<string, unknown>, l = limits) => validateSamplingParams
 
 describe('validateSamplingParams', () => {
   it('fills the defaults and ignores nulls', () => {
-    expect(v({ temperature: null, topP: undefined })).toEqual({ ...DEFAULT_SAMPLING });
+    expect(v({ temperature: null, topP: undefined })).toEqual({ ...DEFAULT_SAMPLING, maxTokens: 90 });
   });
 
   it('refuses unknown keys, naming the camelCase key for a snake_case one', () => {
@@ -106,7 +106,7 @@ describe('validateSamplingParams', () => {
 
   it('caps the default max_tokens to the room left, and rejects a full context', () => {
     expect(v({}, { ...limits, promptLen: 95 }).maxTokens).toBe(5);
-    expect(v({}, { ...limits, promptLen: 10 }).maxTokens).toBe(16);
+    expect(v({}, { ...limits, promptLen: 10 }).maxTokens).toBe(90);
     expect(() => v({}, { ...limits, promptLen: 100 })).toThrow(
       /^max_tokens: .*100 tokens.*shorten the prompt/,
     );

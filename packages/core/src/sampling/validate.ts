@@ -96,7 +96,8 @@ export function validateSamplingParams(
         `the prompt has ${promptLen} tokens, which leaves no room to generate within the model's context length of ${maxModelLen}; shorten the prompt`,
       );
     }
-    out.maxTokens = Math.min(DEFAULT_SAMPLING.maxTokens, room);
+    // vLLM's default: whatever the context leaves.
+    out.maxTokens = room;
   } else if (promptLen + out.maxTokens > maxModelLen) {
     const fix =
       room >= 1 ? `lower max_tokens to at most ${room} or shorten the prompt` : 'shorten the prompt';
