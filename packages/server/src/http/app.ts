@@ -3,8 +3,11 @@ import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
 import { loadMedia, type MediaPolicy } from './media.js';
-import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
+import { asBody, type Body, parseChat, parseCompletion } from './openai-requests.js';
 import { prometheusText } from './prometheus.js';
+import type { Meta, RespondOptions, RouteContext } from './route-context.js';
+import { registerLightllmRoutes } from './routes/lightllm.js';
+import { registerSglangRoutes } from './routes/sglang.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -196,21 +199,17 @@ export function buildServer(options: ServerOptions): Server {
     );
   });
 
-  app.post('/generate', async (req, reply) => {
-    admit(req);
-    const parsed = parseNativeGenerate(asBody(req.body));
-    if (parsed.images.length > maxImages) {
-      throw badRequest(
-        `the request has ${parsed.images.length} images; at most ${maxImages} are accepted`,
-        'image_data',
-      );
-    }
-    checkQueue();
-    await loadImages(parsed.request, parsed.images, 'image_data');
-    return respond(reply, [parsed.request], parsed.stream, nativeStream, nativeResponse, {
-      route: '/generate',
-    });
-  });
+  const ctx: RouteContext = {
+    engine,
+    modelName,
+    maxImages,
+    admit: (req) => admit(req),
+    checkQueue,
+    loadImages,
+    respond,
+  };
+  registerSglangRoutes(app, ctx);
+  registerLightllmRoutes(app, ctx);
 
   app.post('/tokenize', async (req) => {
     admit(req);
@@ -249,8 +248,9 @@ export function buildServer(options: ServerOptions): Server {
     stream: boolean,
     toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
     toBody: (result: GenerateResult, meta: Meta) => unknown,
-    extra: { warnings?: string[]; echo?: string[]; route: string },
+    extra: RespondOptions,
   ) {
+    const framing = extra.framing ?? { prefix: 'data: ', done: true };
     const controller = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableFinished) controller.abort();
@@ -296,12 +296,13 @@ export function buildServer(options: ServerOptions): Server {
     try {
       for await (const chunk of toChunks(rest, meta)) {
         if (controller.signal.aborted) break;
-        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+        res.write(`${framing.prefix}${JSON.stringify(chunk)}\n\n`);
       }
     } catch (e) {
-      if (!controller.signal.aborted) res.write(`data: ${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
+      if (!controller.signal.aborted)
+        res.write(`${framing.prefix}${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
     }
-    if (!controller.signal.aborted) res.end('data: [DONE]\n\n');
+    if (!controller.signal.aborted) res.end(framing.done ? `${framing.prefix}[DONE]\n\n` : undefined);
   }
 
   async function drain(timeoutMs: number): Promise<void> {
@@ -313,23 +314,6 @@ export function buildServer(options: ServerOptions): Server {
   }
 
   return { app, modelName, drain };
-}
-
-interface Meta {
-  id: string;
-  created: number;
-  model: string;
-  engine: Engine;
-  /** `system_fingerprint`. */
-  fingerprint: string;
-  /** Accepted-and-ignored fields, reported in the body (or the first chunk). */
-  warnings: string[];
-  /** `echo`: each request's prompt text, put before its completions. */
-  echo?: string[];
-  /** Each request's result, in request order, once all are done. */
-  results: GenerateResult[];
-  /** Completions per request. */
-  n: number;
 }
 
 /**
@@ -558,43 +542,5 @@ async function* openaiStream(
       ],
       extra,
     );
-  }
-}
-
-/** SGLang's /generate answer: one object per completion (an array when n > 1). */
-function nativeResponse(r: GenerateResult, meta: Meta) {
-  const one = (o: GenerateResult['outputs'][number]) => ({
-    text: o.text,
-    output_ids: o.tokenIds,
-    meta_info: {
-      id: meta.id,
-      prompt_tokens: r.usage.promptTokens,
-      completion_tokens: o.tokenIds.length,
-      cached_tokens: r.usage.cachedTokens,
-      finish_reason: { type: o.finishReason },
-      e2e_latency: r.metrics.e2eMs / 1000,
-    },
-  });
-  return r.outputs.length === 1 ? one(r.outputs[0]) : r.outputs.map(one);
-}
-
-/** SGLang streams the whole text so far in every event. */
-async function* nativeStream(events: AsyncIterable<StreamEvent>, meta: Meta) {
-  const text = new Map<number, string>();
-  const ids = new Map<number, number[]>();
-  for await (const e of events) {
-    if (e.type === 'done') return;
-    text.set(e.index, (text.get(e.index) ?? '') + e.text);
-    ids.set(e.index, [...(ids.get(e.index) ?? []), ...e.tokenIds]);
-    yield {
-      index: e.index,
-      text: text.get(e.index),
-      output_ids: ids.get(e.index),
-      meta_info: {
-        id: meta.id,
-        completion_tokens: ids.get(e.index)!.length,
-        finish_reason: e.finishReason ? { type: e.finishReason } : null,
-      },
-    };
   }
 }
