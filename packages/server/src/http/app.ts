@@ -329,7 +329,8 @@ async function* mergeEvents(streams: AsyncGenerator<StreamEvent>[], meta: Meta):
     }
     return;
   }
-  const n = (meta.results = new Array<GenerateResult>(streams.length));
+  const n = new Array<GenerateResult>(streams.length);
+  meta.results = n;
   const queue: { i: number; e: StreamEvent }[] = [];
   let wake: (() => void) | undefined;
   let live = streams.length;
