@@ -4,6 +4,7 @@ export { checkRequestKeys, REQUEST_KEYS } from './engine/check-request-keys.js';
 export * from './engine/engine.js';
 export * from './engine/generation-defaults.js';
 export * from './engine/image-cache.js';
+export * from './engine/memory-fraction.js';
 export * from './engine/metrics.js';
 export * from './engine/multimodal-input.js';
 export * from './engine/request.js';

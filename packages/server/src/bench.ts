@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import {
   Checkpoint,
   type EngineOptions,
@@ -9,7 +8,7 @@ import {
 } from '@switchyard/core';
 import { httpBenchReport, runHttpBench } from './bench-http.js';
 import { createEngine } from './create-engine.js';
-import { ENGINE_FLAGS } from './flags.js';
+import { ENGINE_FLAGS, parseFlags } from './flags.js';
 
 export interface Workload {
   requests: GenerateRequest[];
@@ -97,22 +96,19 @@ export async function runBench(
   args: string[],
   toEngineOptions: (v: Record<string, unknown>) => EngineOptions,
 ): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...ENGINE_FLAGS,
-      workload: { type: 'string', default: 'random' },
-      'num-requests': { type: 'string', default: '64' },
-      'input-len': { type: 'string', default: '128' },
-      'output-len': { type: 'string', default: '64' },
-      'range-ratio': { type: 'string', default: '0' },
-      'shared-prefix-len': { type: 'string', default: '256' },
-      'num-prefixes': { type: 'string', default: '4' },
-      'request-rate': { type: 'string', default: 'inf' },
-      seed: { type: 'string', default: '0' },
-      url: { type: 'string' },
-    },
-  });
+  const values = parseFlags(args, {
+    ...ENGINE_FLAGS,
+    workload: { type: 'string', default: 'random' },
+    'num-requests': { type: 'string', default: '64' },
+    'input-len': { type: 'string', default: '128' },
+    'output-len': { type: 'string', default: '64' },
+    'range-ratio': { type: 'string', default: '0' },
+    'shared-prefix-len': { type: 'string', default: '256' },
+    'num-prefixes': { type: 'string', default: '4' },
+    'request-rate': { type: 'string', default: 'inf' },
+    seed: { type: 'string', default: '0' },
+    url: { type: 'string' },
+  } as const);
   const workload = values.workload;
   if (workload !== 'random' && workload !== 'shared-prefix') {
     throw new SwitchyardError(`--workload must be random or shared-prefix, got '${workload}'`);

@@ -67,7 +67,7 @@ describe('switchyard generate', () => {
       expect(r.stderr).toBe('');
       expect(JSON.parse(r.stdout).token_ids).toEqual(c.generated_ids);
     }
-  });
+  }, 30_000);
 
   it('prints nothing but one JSON object with the contract fields', () => {
     const r = run(

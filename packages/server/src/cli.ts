@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { type ChatMessage, type Engine, type GenerateRequest, SwitchyardError } from '@switchyard/core';
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
-import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
 import { HELP, wantsHelp } from './help.js';
 import { serve } from './serve.js';
 
@@ -80,25 +79,22 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 async function generate(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...ENGINE_FLAGS,
-      prompt: { type: 'string' },
-      'prompt-ids': { type: 'string' },
-      messages: { type: 'string' },
-      image: { type: 'string', multiple: true },
-      'max-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      'top-k': { type: 'string' },
-      'min-p': { type: 'string' },
-      seed: { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      stop: { type: 'string', multiple: true },
-      'ignore-eos': { type: 'boolean' },
-    },
-  });
+  const values = parseFlags(args, {
+    ...ENGINE_FLAGS,
+    prompt: { type: 'string' },
+    'prompt-ids': { type: 'string' },
+    messages: { type: 'string' },
+    image: { type: 'string', multiple: true },
+    'max-tokens': { type: 'string' },
+    temperature: { type: 'string' },
+    'top-p': { type: 'string' },
+    'top-k': { type: 'string' },
+    'min-p': { type: 'string' },
+    seed: { type: 'string' },
+    'repetition-penalty': { type: 'string' },
+    stop: { type: 'string', multiple: true },
+    'ignore-eos': { type: 'boolean' },
+  } as const);
   const num = (name: keyof typeof values): number | undefined => {
     const v = values[name];
     if (v === undefined) return undefined;

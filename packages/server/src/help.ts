@@ -1,15 +1,27 @@
 /** `switchyard <command> --help`: one text per command, kept in step with docs/CLI.md. */
-export const ENGINE_HELP = `engine options (generate, bench, serve):
-  --model DIR                  a Hugging Face checkpoint folder
+export const ENGINE_HELP = `engine options (generate, bench, serve); the model may also come first, unflagged:
+  --model DIR                  a Hugging Face checkpoint folder (also --model-path, --model_dir)
+  --tokenizer DIR              use this folder's tokenizer (also --tokenizer-path)
+  --chat-template FILE|NAME    a Jinja file, or built-in: chatml, vicuna_v1.1
   --scheduler fcfs|continuous  (default continuous)
   --attention paged|radix      KV cache manager (default paged)
   --device cpu|webgpu          (default cpu)
-  --dtype float32|float16|auto (auto: float32 on cpu, float16 on webgpu)
+  --dtype auto|float32|float16 (auto: float32 on cpu, float16 on webgpu; half, float accepted)
   --quantization int4          webgpu only
-  --policy fcfs|lpm|priority   queue policy (default fcfs)
-  --max-num-seqs N  --max-num-batched-tokens N  --kv-cache-tokens N  --block-size N
-  --no-prefix-caching
-  --json                       machine-readable output`;
+  --policy fcfs|lpm|priority   queue policy (default fcfs; also --schedule-policy)
+  --max-model-len N            longest prompt + output (also --context-length, --max_req_total_len)
+  --max-num-seqs N             (also --max-running-requests, --running_max_req_size)
+  --max-num-batched-tokens N   (also --chunked-prefill-size, --batch_max_tokens)
+  --kv-cache-tokens N          KV pool size (also --max-total-tokens, --max_total_token_num)
+  --gpu-memory-utilization F   webgpu: size the KV pool from F of the GPU's memory
+                               (also --mem-fraction-static, --mem_fraction)
+  --block-size N  --no-prefix-caching (also --disable-radix-cache)  --enable-prefix-caching
+  --generation-config auto|vllm|none|DIR  omitted sampling settings: auto = the model's
+                               generation_config.json, vllm = vLLM's defaults, none = greedy
+  --image-cache-mb N (256)  --image-cache-entries N (also --cache_capacity)
+  --json                       machine-readable output
+options of vLLM, SGLang or LightLLM that Switchyard lacks (--tensor-parallel-size,
+--trust-remote-code, ...) are refused with what to do instead`;
 
 export const HELP: Record<string, string> = {
   generate: `usage: switchyard generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE.json) [options]
@@ -29,7 +41,6 @@ ${ENGINE_HELP}`,
   --host H (127.0.0.1)  --port N (8000)  --api-key KEY (or $SWITCHYARD_API_KEY)
   --served-model-name NAME     the id clients send as "model" (default: the folder's name)
   --max-waiting N (1024)  --drain-timeout S (30)  --max-images-per-request N (8)
-  --image-cache-mb N (256)
   --allowed-media-domains a.com,b.org  --allowed-local-media-path DIR
   with no model, serves the embedded vision demo
 ${ENGINE_HELP}`,

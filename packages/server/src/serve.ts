@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
+import { createServer } from 'node:net';
 import { SwitchyardError } from '@switchyard/core';
 import { createEngine } from './create-engine.js';
-import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
 import { buildServer } from './http/app.js';
 
 /**
@@ -9,22 +9,18 @@ import { buildServer } from './http/app.js';
  * get 503, running ones finish (up to --drain-timeout seconds), then the process exits 0.
  */
 export async function serve(args: string[], defaultModel: string): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...ENGINE_FLAGS,
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '8000' },
-      'api-key': { type: 'string' },
-      'served-model-name': { type: 'string' },
-      'max-waiting': { type: 'string', default: '1024' },
-      'drain-timeout': { type: 'string', default: '30' },
-      'allowed-media-domains': { type: 'string' },
-      'allowed-local-media-path': { type: 'string' },
-      'image-cache-mb': { type: 'string' },
-      'max-images-per-request': { type: 'string', default: '8' },
-    },
-  });
+  const values = parseFlags(args, {
+    ...ENGINE_FLAGS,
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '8000' },
+    'api-key': { type: 'string' },
+    'served-model-name': { type: 'string' },
+    'max-waiting': { type: 'string', default: '1024' },
+    'drain-timeout': { type: 'string', default: '30' },
+    'allowed-media-domains': { type: 'string' },
+    'allowed-local-media-path': { type: 'string' },
+    'max-images-per-request': { type: 'string', default: '8' },
+  } as const);
   const num = (name: keyof typeof values, min: number): number => {
     const n = Number(values[name]);
     if (!Number.isInteger(n) || n < min)
@@ -32,7 +28,10 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     return n;
   };
   const port = num('port', 0);
-  const engine = await createEngine(engineOptions({ ...values, model: values.model ?? defaultModel }));
+  const options = engineOptions({ ...values, model: values.model ?? defaultModel });
+  // A busy port is reported now, not after the model has loaded.
+  await checkPortFree(values.host, port);
+  const engine = await createEngine(options);
   const server = buildServer({
     engine,
     modelName: values['served-model-name'],
@@ -47,7 +46,13 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       allowedLocalPath: values['allowed-local-media-path'],
     },
   });
-  const address = await server.app.listen({ host: values.host, port });
+  let address: string;
+  try {
+    address = await server.app.listen({ host: values.host, port });
+  } catch (e) {
+    await engine.close();
+    throw portError(e, values.host, port);
+  }
   process.stderr.write(
     `switchyard: serving ${server.modelName} on ${address} (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`,
   );
@@ -63,4 +68,31 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** Binds host:port for a moment: a port in use fails here, before minutes of model loading. */
+export function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (e) => reject(portError(e, host, port)));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
+function portError(e: unknown, host: string, port: number): Error {
+  const code = (e as { code?: string }).code;
+  if (code === 'EADDRINUSE')
+    return new SwitchyardError(
+      `port ${port} on ${host} is already in use; stop what holds it or pick another with --port`,
+    );
+  if (code === 'EACCES')
+    return new SwitchyardError(
+      `port ${port} on ${host} needs more privileges; pick a port above 1023 with --port`,
+    );
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return new SwitchyardError(
+      `cannot listen on ${host}: no such local address; use --host 127.0.0.1 or 0.0.0.0`,
+    );
+  return e as Error;
 }

@@ -18,6 +18,7 @@ import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js
 import { checkRequestKeys } from './check-request-keys.js';
 import { type GenerationConfigSource, generationDefaults } from './generation-defaults.js';
 import { ImageEmbeddingCache } from './image-cache.js';
+import { deviceMemoryBytes, kvTokensForMemoryFraction } from './memory-fraction.js';
 import { EngineMetrics } from './metrics.js';
 import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
 import type { CompletionOutput, GenerateRequest, GenerateResult, StreamEvent } from './request.js';
@@ -49,6 +50,17 @@ export interface EngineOptions {
   webgpu?: WebGpuTuning;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
+  /**
+   * Share of the device's memory for weights + KV (vLLM's gpu_memory_utilization); sizes the KV
+   * pool when `kvCacheTokens` is not given. webgpu only: the cpu backend has no device pool.
+   */
+  gpuMemoryUtilization?: number;
+  /** The device's memory in bytes for `gpuMemoryUtilization` (default: from nvidia-smi). */
+  deviceMemoryBytes?: number;
+  /** A folder with the tokenizer to use instead of the checkpoint's (vLLM's --tokenizer). */
+  tokenizer?: string;
+  /** A Jinja chat template (source text) to use instead of the checkpoint's. */
+  chatTemplate?: string;
   /** At most this many images in the image-embedding cache (LightLLM's cache_capacity; default no cap). */
   imageCacheEntries?: number;
   /** Where omitted sampling settings come from: 'auto' (generation_config.json), 'vllm', 'none', a folder. */
@@ -187,15 +199,45 @@ export class Engine {
     const attentionName = options.attention ?? 'paged';
     const makeScheduler = schedulerRegistry(container).get(schedulerName);
     const makeKv = kvCacheRegistry(container).get(attentionName);
-    const checkpoint = Checkpoint.open(options.model);
+    const checkpoint = Checkpoint.open(options.model, {
+      tokenizer: options.tokenizer,
+      chatTemplate: options.chatTemplate,
+    });
     const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
     const d = spec.decoder;
 
     const blockSize = options.blockSize ?? 16;
     const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * (dtype === 'float16' ? 2 : 4);
     const budget = DEFAULT_KV_BYTES[device as keyof typeof DEFAULT_KV_BYTES];
-    const kvTokens =
+    let kvTokens =
       options.kvCacheTokens ?? Math.min(budget.maxTokens, Math.floor(budget.bytes / kvBytesPerToken));
+    if (options.gpuMemoryUtilization !== undefined && options.kvCacheTokens === undefined) {
+      if (device !== 'webgpu') {
+        throw new SwitchyardError(
+          'a GPU memory fraction needs a device pool, and the cpu backend has none; size the KV cache with --kv-cache-tokens N (or use --device webgpu)',
+          'invalid_request',
+          'gpuMemoryUtilization',
+        );
+      }
+      const totalBytes = options.deviceMemoryBytes ?? deviceMemoryBytes();
+      if (totalBytes === undefined) {
+        throw new SwitchyardError(
+          "the GPU's memory size is unknown (no nvidia-smi); size the KV cache with --kv-cache-tokens N",
+          'invalid_request',
+          'gpuMemoryUtilization',
+        );
+      }
+      // Weights run in fp16 on webgpu (int4 packs a linear layer's eight per 4 bytes, plus scales).
+      let numel = 0;
+      for (const t of checkpoint.tensors.values()) numel += t.shape.reduce((a, b) => a * b, 1);
+      const weightBytes = numel * (options.quantization === 'int4' ? 0.75 : 2);
+      kvTokens = kvTokensForMemoryFraction({
+        fraction: options.gpuMemoryUtilization,
+        totalBytes,
+        weightBytes,
+        kvBytesPerToken,
+      });
+    }
     const numBlocks = Math.max(1, Math.floor(kvTokens / blockSize));
     const maxModelLen = Math.min(
       options.maxModelLen ?? d.maxPositionEmbeddings,
@@ -525,7 +567,10 @@ export class Engine {
           'invalid_request',
           'messages',
         );
-      return this.tokenizer.encode(template.render(req.messages), chatSpecialTokens);
+      const mm = this.spec.multimodal;
+      // `image_token` lets a template given at launch (--chat-template) place the model's image mark.
+      const extra = mm ? { image_token: this.tokenizer.idToToken(mm.placeholderTokenId) } : {};
+      return this.tokenizer.encode(template.render(req.messages, { extra }), chatSpecialTokens);
     }
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');

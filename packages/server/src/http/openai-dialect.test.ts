@@ -187,3 +187,39 @@ describe('OpenAI dialect: fields, echo, batches, logit_bias, min_tokens', () => 
     expect(texts).toEqual(alone.map((a) => a.choices[0].text));
   });
 });
+
+describe('priority per request (--policy priority)', () => {
+  it('runs waiting requests lowest priority value first', async () => {
+    const engine = await createEngine({ model: DEMO_MODEL, policy: 'priority', maxNumSeqs: 1 });
+    const server = buildServer({ engine });
+    const url = await server.app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const order: string[] = [];
+      const send = (name: string, priority: number, max: number) =>
+        fetch(`${url}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: `def ${name}(x):`, max_tokens: max, ignore_eos: true, priority }),
+        }).then(async (r) => {
+          expect(r.status).toBe(200);
+          await r.json();
+          order.push(name);
+        });
+      const first = send('first', 0, 40);
+      // Let the first request start before the others queue.
+      while (engine.stats().numRunning === 0) await new Promise((r) => setTimeout(r, 5));
+      const rest = [send('late', 9, 2), send('urgent', -5, 2), send('middle', 3, 2)];
+      while (engine.stats().numWaiting < 3) await new Promise((r) => setTimeout(r, 5));
+      await Promise.all([first, ...rest]);
+      expect(order).toEqual(['first', 'urgent', 'middle', 'late']);
+      const bad = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'x', priority: 'high' }),
+      });
+      expect(bad.status).toBe(400);
+    } finally {
+      await server.drain(1000);
+    }
+  });
+});
