@@ -14,6 +14,7 @@ export * from './image/index.js';
 export * from './kv-cache.js';
 export * from './loader/chat-template.js';
 export * from './loader/checkpoint.js';
+export * from './loader/progress.js';
 export * from './loader/safetensors.js';
 export * from './loader/tokenizer.js';
 export * from './model.js';

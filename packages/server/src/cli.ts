@@ -6,6 +6,7 @@ import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
 import { HELP, wantsHelp } from './help.js';
+import { showLoadProgress } from './load-progress.js';
 import { serve } from './serve.js';
 
 /** The embedded demo model that a fresh clone serves with no download. */
@@ -125,7 +126,14 @@ async function generate(args: string[]): Promise<number> {
   if (values['prompt-ids'] !== undefined) request.promptIds = parseIds(values['prompt-ids']);
   if (values.messages !== undefined) request.messages = readMessages(values.messages);
 
-  const engine = await createEngine(engineOptions(values));
+  // One-shot commands stay quiet in scripts: the loading bar only on a terminal.
+  const stopProgress = process.stderr.isTTY ? showLoadProgress(process.stderr) : () => {};
+  let engine: Engine;
+  try {
+    engine = await createEngine(engineOptions(values));
+  } finally {
+    stopProgress();
+  }
   try {
     if (values.image?.length) {
       request.images = values.image;

@@ -42,6 +42,10 @@ ${ENGINE_HELP}`,
   --served-model-name NAME     the id clients send as "model" (default: the folder's name)
   --max-waiting N (1024)  --drain-timeout S (30)  --max-images-per-request N (8)
   --allowed-media-domains a.com,b.org  --allowed-local-media-path DIR
+  --log-level fatal|error|warn|info|debug|trace|silent (info)  one JSON line per request on stderr
+  --log-prompts                put prompt text in the request lines (never by default)
+  --no-log-requests            no request lines (also --disable-log-requests)
+  --stats-interval S (10)      a throughput / queue / KV line every S seconds while busy; 0: off
   with no model, serves the embedded vision demo
 ${ENGINE_HELP}`,
   start: `usage: switchyard start [serve options]

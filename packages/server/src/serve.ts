@@ -3,6 +3,10 @@ import { SwitchyardError } from '@switchyard/core';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
 import { buildServer } from './http/app.js';
+import { showLoadProgress } from './load-progress.js';
+import { startStatsLogger } from './stats-logger.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
  * `switchyard serve`: the HTTP server on --host:--port. SIGTERM or SIGINT drains: new requests
@@ -20,7 +24,16 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     'allowed-media-domains': { type: 'string' },
     'allowed-local-media-path': { type: 'string' },
     'max-images-per-request': { type: 'string', default: '8' },
+    'log-level': { type: 'string', default: 'info' },
+    'log-prompts': { type: 'boolean' },
+    'no-log-requests': { type: 'boolean' },
+    'stats-interval': { type: 'string', default: '10' },
   } as const);
+  const level = values['log-level'].toLowerCase();
+  if (!LOG_LEVELS.includes(level))
+    throw new SwitchyardError(
+      `--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${values['log-level']}'`,
+    );
   const num = (name: keyof typeof values, min: number): number => {
     const n = Number(values[name]);
     if (!Number.isInteger(n) || n < min)
@@ -31,8 +44,17 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
   const options = engineOptions({ ...values, model: values.model ?? defaultModel });
   // A busy port is reported now, not after the model has loaded.
   await checkPortFree(values.host, port);
-  const engine = await createEngine(options);
+  const stopProgress = showLoadProgress(process.stderr);
+  let engine: Awaited<ReturnType<typeof createEngine>>;
+  try {
+    engine = await createEngine(options);
+  } finally {
+    stopProgress();
+  }
   const server = buildServer({
+    logger: { level, stream: process.stderr },
+    logPrompts: values['log-prompts'] ?? false,
+    logRequests: !values['no-log-requests'],
     engine,
     modelName: values['served-model-name'],
     apiKey: values['api-key'] ?? process.env.SWITCHYARD_API_KEY,
@@ -56,9 +78,15 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
   process.stderr.write(
     `switchyard: serving ${server.modelName} on ${address} (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`,
   );
+  const statsS = Number(values['stats-interval']);
+  if (!(statsS >= 0))
+    throw new SwitchyardError(`--stats-interval must be seconds ≥ 0, got '${values['stats-interval']}'`);
+  const stopStats =
+    statsS > 0 ? startStatsLogger(engine, (line) => server.app.log.info(line), statsS) : () => {};
   const drainMs = num('drain-timeout', 0) * 1000;
   return new Promise((resolve) => {
     const stop = (signal: string) => {
+      stopStats();
       process.stderr.write(`switchyard: ${signal}: draining (up to ${drainMs / 1000} s)\n`);
       server.drain(drainMs).then(
         () => resolve(0),

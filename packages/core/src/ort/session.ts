@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { SwitchyardError } from '../errors.js';
+import { reportLoadProgress } from '../loader/progress.js';
 import type { CachedGraph } from './graph-cache.js';
 
 /** Opens a cached graph, from memory when its weights lie in the checkpoint folder. */
@@ -23,13 +24,17 @@ export async function openCpuSession(
   dir: string,
   numThreads?: number,
 ): Promise<ort.InferenceSession> {
+  const stage = `opening the ${what} session`;
+  reportLoadProgress(stage, 0, 1);
   try {
-    return await createSession(graph, {
+    const session = await createSession(graph, {
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
       ...(numThreads ? { intraOpNumThreads: numThreads } : {}),
     });
+    reportLoadProgress(stage, 1, 1);
+    return session;
   } catch (e) {
     throw new SwitchyardError(
       `ONNX Runtime could not load the ${what} graph built for ${dir}: ${(e as Error).message}`,
@@ -40,13 +45,17 @@ export async function openCpuSession(
 
 /** A webgpu session for a cached graph (validation off, as the decoder's). */
 export async function openWebGpuSession(graph: CachedGraph, what: string): Promise<ort.InferenceSession> {
+  const stage = `opening the ${what} session`;
+  reportLoadProgress(stage, 0, 1);
   try {
-    return await createSession(graph, {
+    const session = await createSession(graph, {
       executionProviders: [
         { name: 'webgpu', validationMode: 'disabled' } as ort.InferenceSession.ExecutionProviderConfig,
       ],
       graphOptimizationLevel: 'all',
     });
+    reportLoadProgress(stage, 1, 1);
+    return session;
   } catch (e) {
     throw new SwitchyardError(
       `the webgpu provider could not load the ${what} graph: ${(e as Error).message}`,

@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { SwitchyardError } from '../errors.js';
 import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
+import { reportLoadProgress } from '../loader/progress.js';
 import { float32ToFloat16 } from '../loader/safetensors.js';
 import type { DecoderSpec } from '../model.js';
 import { DecoderIO } from '../onnx/decoder-graph.js';
@@ -84,10 +85,12 @@ export class WebGpuExecutor implements Executor {
     let session: ort.InferenceSession;
     let poolSession: ort.InferenceSession;
     try {
+      reportLoadProgress('opening the decoder session', 0, 1);
       session = await createSession(graph, {
         executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
         graphOptimizationLevel: 'all',
       });
+      reportLoadProgress('opening the decoder session', 1, 1);
       const g = new GraphBuilder();
       buildKvPoolGraph(g, spec.numLayers);
       poolSession = await ort.InferenceSession.create(encodeModel(g.build({ '': 21 }, 'kv_pool')), {

@@ -1,10 +1,17 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
 import { loadMedia, type MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion } from './openai-requests.js';
-import { prometheusText } from './prometheus.js';
+import { ServerMetrics } from './prometheus.js';
+import { logRequest } from './request-log.js';
 import type { Meta, RespondOptions, RouteContext } from './route-context.js';
 import { registerLightllmRoutes } from './routes/lightllm.js';
 import { registerSglangRoutes } from './routes/sglang.js';
@@ -22,6 +29,12 @@ export interface ServerOptions {
   maxImagesPerRequest?: number;
   /** Where images may come from (data URLs always; http(s) and local files as allowed here). */
   media?: MediaPolicy;
+  /** fastify's (pino) logger: false (default) for none, or pino options such as `{ level: 'info' }`. */
+  logger?: FastifyServerOptions['logger'];
+  /** One log line per generation request (default true when there is a logger). */
+  logRequests?: boolean;
+  /** Put prompt text (never images) in the request log lines (default false). */
+  logPrompts?: boolean;
 }
 
 export interface Server {
@@ -42,7 +55,13 @@ export function buildServer(options: ServerOptions): Server {
   const keyDigest = options.apiKey ? sha256(options.apiKey) : undefined;
   let draining = false;
 
-  const app = Fastify({ bodyLimit: options.bodyLimit ?? 64 * 1024 * 1024, logger: false });
+  const app = Fastify({
+    bodyLimit: options.bodyLimit ?? 64 * 1024 * 1024,
+    logger: options.logger ?? false,
+    // One line per request comes from `respond` instead, with tokens and latencies.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  const metrics = new ServerMetrics(engine, modelName);
 
   app.setErrorHandler((error, _req, reply) => {
     const e = toHttpError(error);
@@ -139,8 +158,8 @@ export function buildServer(options: ServerOptions): Server {
   });
 
   app.get('/metrics', async (_req, reply) => {
-    void reply.type('text/plain; version=0.0.4');
-    return prometheusText(engine, modelName);
+    void reply.type(metrics.contentType);
+    return metrics.text();
   });
 
   app.get('/v1/models', async (req) => {
@@ -268,41 +287,66 @@ export function buildServer(options: ServerOptions): Server {
       n: requests[0].sampling?.n ?? 1,
     };
     for (const w of meta.warnings) reply.log.warn({ route: extra.route }, w);
-    // The first event of each validates it: a bad request still gets a plain JSON error.
-    const streams = requests.map((r) => engine.stream(r, controller.signal));
-    let firsts: IteratorResult<StreamEvent>[];
+    const startedAt = performance.now();
+    let error: unknown;
     try {
-      firsts = await Promise.all(streams.map((s) => s.next()));
+      return await run();
     } catch (e) {
-      controller.abort();
+      error = e;
       throw e;
+    } finally {
+      meta.results.forEach((r, i) => {
+        if (r) metrics.observe(requests[i], r);
+      });
+      if (options.logRequests !== false)
+        logRequest(reply.log, {
+          id: meta.id,
+          route: extra.route,
+          requests,
+          results: meta.results,
+          startedAt,
+          logPrompts: options.logPrompts ?? false,
+          error,
+        });
     }
-    const rest = mergeEvents(
-      streams.map((s, i) => prepend(firsts[i], s)),
-      meta,
-    );
-    if (!stream) {
-      let result: GenerateResult | undefined;
-      for await (const e of rest) if (e.type === 'done') result = e.result;
-      return toBody(result!, meta);
-    }
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-    });
-    try {
-      for await (const chunk of toChunks(rest, meta)) {
-        if (controller.signal.aborted) break;
-        res.write(`${framing.prefix}${JSON.stringify(chunk)}\n\n`);
+
+    async function run() {
+      // The first event of each validates it: a bad request still gets a plain JSON error.
+      const streams = requests.map((r) => engine.stream(r, controller.signal));
+      let firsts: IteratorResult<StreamEvent>[];
+      try {
+        firsts = await Promise.all(streams.map((s) => s.next()));
+      } catch (e) {
+        controller.abort();
+        throw e;
       }
-    } catch (e) {
-      if (!controller.signal.aborted)
-        res.write(`${framing.prefix}${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
+      const rest = mergeEvents(
+        streams.map((s, i) => prepend(firsts[i], s)),
+        meta,
+      );
+      if (!stream) {
+        let result: GenerateResult | undefined;
+        for await (const e of rest) if (e.type === 'done') result = e.result;
+        return toBody(result!, meta);
+      }
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      });
+      try {
+        for await (const chunk of toChunks(rest, meta)) {
+          if (controller.signal.aborted) break;
+          res.write(`${framing.prefix}${JSON.stringify(chunk)}\n\n`);
+        }
+      } catch (e) {
+        if (!controller.signal.aborted)
+          res.write(`${framing.prefix}${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
+      }
+      if (!controller.signal.aborted) res.end(framing.done ? `${framing.prefix}[DONE]\n\n` : undefined);
     }
-    if (!controller.signal.aborted) res.end(framing.done ? `${framing.prefix}[DONE]\n\n` : undefined);
   }
 
   async function drain(timeoutMs: number): Promise<void> {
