@@ -20,7 +20,7 @@ const engine = await createEngine({
   maxNumBatchedTokens: Number(process.env.BUDGET ?? 8192),
   enablePrefixCaching: false,
   quantization: process.env.QUANT === 'int4' ? 'int4' : 'none',
-  webgpu: process.env.VALIDATION ? { validationMode: process.env.VALIDATION } : undefined,
+  settings: process.env.VALIDATION ? { validationMode: process.env.VALIDATION } : undefined,
 });
 const loadS = (performance.now() - t0) / 1000;
 const ex = engine.executor;

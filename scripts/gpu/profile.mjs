@@ -23,7 +23,7 @@ for (const v of variants) {
     device: 'webgpu',
     maxModelLen: 1024,
     kvCacheTokens: 8192,
-    webgpu: v.webgpu,
+    settings: v.webgpu,
   });
   const load = performance.now() - t0;
   await engine.generate([{ promptIds: prompt, sampling: { maxTokens: 8, ignoreEos: true } }]);

@@ -1,12 +1,27 @@
 export type { DependencyContainer } from 'tsyringe';
+export * from './backends/cpu/cpu-backend.js';
+export { CpuExecutor, type CpuExecutorOptions } from './backends/cpu/cpu-executor.js';
+export * from './backends/index.js';
+export * from './backends/ort-vision-runner.js';
+export * from './backends/webgpu/webgpu-backend.js';
+export {
+  WebGpuExecutor,
+  type WebGpuExecutorOptions,
+  type WebGpuTuning,
+} from './backends/webgpu/webgpu-executor.js';
 export * from './container.js';
+export * from './contracts/backend.js';
+export * from './engine/assemble-engine.js';
+export * from './engine/chat-prompt.js';
 export { checkRequestKeys, REQUEST_KEYS } from './engine/check-request-keys.js';
 export * from './engine/engine.js';
 export * from './engine/generation-defaults.js';
 export * from './engine/image-cache.js';
+export * from './engine/input-processor.js';
 export * from './engine/memory-fraction.js';
 export * from './engine/metrics.js';
 export * from './engine/multimodal-input.js';
+export * from './engine/output-processor.js';
 export * from './engine/request.js';
 export * from './errors.js';
 export * from './executor.js';
@@ -20,11 +35,10 @@ export * from './loader/tokenizer.js';
 export * from './model.js';
 export * from './models/llama-family.js';
 export * from './models/vlm.js';
-export * from './onnx/vision-graph.js';
-export { CpuExecutor, type CpuExecutorOptions } from './ort/cpu-executor.js';
-export * from './ort/session.js';
-export * from './ort/vision-encoder.js';
-export { WebGpuExecutor, type WebGpuExecutorOptions, type WebGpuTuning } from './ort/webgpu-executor.js';
+export * from './onnx/graph-builder.js';
+export * from './onnx/graph-cache.js';
+export * from './onnx/vit.js';
+export * from './onnx/weights.js';
 export * from './prefix-keys.js';
 export * from './registry.js';
 export * from './sampling/detokenizer.js';
@@ -37,3 +51,4 @@ export * from './scheduling/policies.js';
 export * from './scheduling/queue.js';
 export * from './scheduling/queued-scheduler.js';
 export * from './sequence.js';
+export * from './vision-runner.js';

@@ -1,4 +1,6 @@
 import type { Checkpoint } from './loader/checkpoint.js';
+import type { GraphBuilder } from './onnx/graph-builder.js';
+import type { WeightRef } from './onnx/weights.js';
 
 export interface RopeSpec {
   theta: number;
@@ -46,6 +48,11 @@ export interface DecoderSpec {
    * embeddings at image placeholder positions (VLMs).
    */
   imageEmbeds?: boolean;
+  /**
+   * Sliding-window attention (Mistral's `sliding_window`): a token attends only to the last
+   * `slidingWindow` positions, itself included. Undefined = full causal attention.
+   */
+  slidingWindow?: number;
 }
 
 /** One image, preprocessed the way the checkpoint's Hugging Face processor does it. */
@@ -64,8 +71,8 @@ export interface ProcessedImage {
  * rendered prompt expands, and which vision graph encodes it.
  */
 export interface MultimodalSpec {
-  /** The vision graph: 'llava' (CLIP tower + projector) or 'internvl' (InternViT + pixel shuffle + projector). */
-  encoder: 'llava' | 'internvl';
+  /** The vision tower (and projector) that encodes a processed image; a backend runs it. */
+  tower: VisionTowerSpec;
   /** The token the chat template (or a raw prompt) carries once per image. */
   placeholderTokenId: number;
   /** Whether the processor tokenizes the rendered prompt with special tokens (BOS). */
@@ -75,6 +82,26 @@ export interface MultimodalSpec {
   expand(image: ProcessedImage): { ids: number[]; offset: number };
   /** Turns the encoder's output for one image ([tiles, tokens, hidden]) into [numTokens × hidden]. */
   arrange(features: Float32Array, shape: number[], image: ProcessedImage): Float32Array;
+}
+
+/**
+ * A model family's vision tower (and projector), as a graph any backend can build and run:
+ * `VisionIO.pixelValues` [N, C, H, W] (fp32) in, `VisionIO.imageFeatures` [N, L, hidden] (fp32) out.
+ */
+export interface VisionTowerSpec {
+  /** Names the graph in the graph cache (e.g. the family's name). */
+  readonly name: string;
+  /** Everything the graph depends on besides the weights (enters the cache key). */
+  readonly key: unknown;
+  readonly numChannels: number;
+  /** [height, width] every image (tile) must have. */
+  readonly imageSize: [number, number];
+  /** Feature rows per image (tile): the L of [N, L, hidden]. */
+  readonly tokensPerImage: number;
+  /** Width of the features (the text model's hidden size). */
+  readonly hiddenSize: number;
+  /** Writes the graph with `w` resolving checkpoint weight names to initializers. */
+  build(g: GraphBuilder, w: WeightRef): void;
 }
 
 /** An 8-bit RGB image (`RgbImage` of the image module). */

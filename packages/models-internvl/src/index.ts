@@ -2,7 +2,6 @@ import {
   type Checkpoint,
   type DependencyContainer,
   imageProcessorConfig,
-  internvlProcess,
   type ModelDefinition,
   type MultimodalSpec,
   modelRegistry,
@@ -10,6 +9,8 @@ import {
   SwitchyardError,
   vlmTextDecoder,
 } from '@switchyard/core';
+import { internVitTower } from './intern-vit-tower.js';
+import { internvlProcess } from './internvl-processor.js';
 
 /**
  * InternVL (HF-native InternVLForConditionalGeneration): dynamic tiles plus a thumbnail, each
@@ -38,7 +39,7 @@ function internvlMultimodal(
   }
   const perTile = (processors.processor.image_seq_length ?? config.image_seq_length) as number;
   return {
-    encoder: 'internvl',
+    tower: internVitTower(ckpt),
     placeholderTokenId: context,
     addSpecialTokens: true,
     process: (image) => {
@@ -58,3 +59,7 @@ function internvlMultimodal(
 export function register(container: DependencyContainer): void {
   for (const arch of internvl.architectures) modelRegistry(container).register(arch, internvl);
 }
+
+export * from './intern-vit-graph.js';
+export * from './intern-vit-tower.js';
+export * from './internvl-processor.js';

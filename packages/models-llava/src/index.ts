@@ -7,6 +7,7 @@ import {
   readTensorF32,
   vlmTextDecoder,
 } from '@switchyard/core';
+import { clipTower } from './clip-tower.js';
 import { llavaMultimodal } from './llava.js';
 import { llavaNextMultimodal } from './llava-next.js';
 
@@ -16,7 +17,7 @@ export const llava: ModelDefinition = {
   describe: (ckpt: Checkpoint) => ({
     architecture: ckpt.architecture,
     decoder: vlmTextDecoder(ckpt),
-    multimodal: llavaMultimodal(ckpt.config, imageProcessorConfig(ckpt)),
+    multimodal: llavaMultimodal(ckpt.config, imageProcessorConfig(ckpt), clipTower(ckpt)),
   }),
 };
 
@@ -32,6 +33,7 @@ export const llavaNext: ModelDefinition = {
         ckpt.config,
         imageProcessorConfig(ckpt),
         readTensorF32(ckpt.tensor(newline ?? 'image_newline')),
+        clipTower(ckpt),
       ),
     };
   },
@@ -41,3 +43,8 @@ export function register(container: DependencyContainer): void {
   for (const def of [llava, llavaNext])
     for (const arch of def.architectures) modelRegistry(container).register(arch, def);
 }
+
+export * from './clip-processor.js';
+export * from './clip-tower.js';
+export * from './clip-vision-graph.js';
+export * from './llava-next-processor.js';

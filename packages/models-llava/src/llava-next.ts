@@ -1,12 +1,6 @@
-import {
-  llavaNextNumImageTokens,
-  llavaNextProcess,
-  type MultimodalSpec,
-  type ProcessedImage,
-  type RawConfig,
-  selectBestResolution,
-} from '@switchyard/core';
+import type { MultimodalSpec, ProcessedImage, RawConfig, VisionTowerSpec } from '@switchyard/core';
 import { imageTokenId } from './llava.js';
+import { llavaNextNumImageTokens, llavaNextProcess, selectBestResolution } from './llava-next-processor.js';
 
 /**
  * LLaVA-NeXT's multimodal part. The encoder sees the base image and the anyres tiles; `arrange`
@@ -17,6 +11,7 @@ export function llavaNextMultimodal(
   config: RawConfig,
   processors: { image: RawConfig; processor: RawConfig },
   newline: Float32Array,
+  tower: VisionTowerSpec,
 ): MultimodalSpec {
   const token = imageTokenId(config);
   const vision = config.vision_config as RawConfig;
@@ -32,7 +27,7 @@ export function llavaNextMultimodal(
     number,
   ][];
   return {
-    encoder: 'llava',
+    tower,
     placeholderTokenId: token,
     addSpecialTokens: true,
     process: (image) => {

@@ -1,4 +1,5 @@
-import { clipProcess, type MultimodalSpec, type RawConfig, SwitchyardError } from '@switchyard/core';
+import { type MultimodalSpec, type RawConfig, SwitchyardError, type VisionTowerSpec } from '@switchyard/core';
+import { clipProcess } from './clip-processor.js';
 
 /** Image token id, from `image_token_index` (4.x) or `image_token_id` (5.x). */
 export function imageTokenId(config: RawConfig): number {
@@ -15,11 +16,15 @@ export function clipFeatures(config: RawConfig): number {
   return side * side + (config.vision_feature_select_strategy === 'full' ? 1 : 0);
 }
 
-export function llavaMultimodal(config: RawConfig, processors: { image: RawConfig }): MultimodalSpec {
+export function llavaMultimodal(
+  config: RawConfig,
+  processors: { image: RawConfig },
+  tower: VisionTowerSpec,
+): MultimodalSpec {
   const token = imageTokenId(config);
   const numTokens = clipFeatures(config);
   return {
-    encoder: 'llava',
+    tower,
     placeholderTokenId: token,
     addSpecialTokens: true,
     process: (image) => {

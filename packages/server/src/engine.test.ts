@@ -27,7 +27,7 @@ describe('engine', () => {
       /not supported on the cpu device; use float32/,
     );
     await expect(createEngine({ model: DEMO_MODEL, quantization: 'int4' })).rejects.toThrow(
-      /use int4 with --device webgpu/,
+      /quantization 'int4' is not available on the cpu device; use int4 with --device webgpu/,
     );
   });
 

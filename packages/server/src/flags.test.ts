@@ -105,7 +105,7 @@ describe('launch flags in vLLM, SGLang and LightLLM spellings', () => {
         kvBytesPerToken: 1,
       }),
     ).toThrow(/leaves no room for the KV cache/);
-    await expect(createEngine({ model: DEMO_MODEL, gpuMemoryUtilization: 0.9 })).rejects.toThrow(
+    await expect(createEngine({ model: DEMO_MODEL, memoryUtilization: 0.9 })).rejects.toThrow(
       /the cpu backend has none; size the KV cache with --kv-cache-tokens N/,
     );
   });

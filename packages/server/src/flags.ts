@@ -182,7 +182,7 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     maxNumSeqs: int('max-num-seqs'),
     maxNumBatchedTokens: int('max-num-batched-tokens'),
     kvCacheTokens: int('kv-cache-tokens'),
-    gpuMemoryUtilization: fraction,
+    memoryUtilization: fraction,
     blockSize: int('block-size'),
     enablePrefixCaching: values['no-prefix-caching']
       ? false

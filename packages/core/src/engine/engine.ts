@@ -1,300 +1,86 @@
 import type { DependencyContainer } from 'tsyringe';
-import { kvCacheRegistry, modelRegistry, schedulerRegistry } from '../container.js';
 import { SwitchyardError } from '../errors.js';
 import type { Executor, StepSequence } from '../executor.js';
-import { decodeImage, imageHash } from '../image/index.js';
 import type { KvCacheManager } from '../kv-cache.js';
-import { Checkpoint } from '../loader/checkpoint.js';
+import type { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
-import { CpuExecutor } from '../ort/cpu-executor.js';
-import { VisionEncoder } from '../ort/vision-encoder.js';
-import { WebGpuExecutor, type WebGpuTuning } from '../ort/webgpu-executor.js';
-import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
 import { Sampler, tokenLogprob } from '../sampling/sampler.js';
-import { validateSamplingParams } from '../sampling/validate.js';
 import type { SamplingParams } from '../sampling-params.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
-import { type MultimodalItem, Sequence, type TokenLogprob } from '../sequence.js';
-import { checkRequestKeys } from './check-request-keys.js';
-import { type GenerationConfigSource, generationDefaults } from './generation-defaults.js';
+import type { Sequence } from '../sequence.js';
+import type { VisionRunner } from '../vision-runner.js';
+import { assembleEngine, type EngineParts } from './assemble-engine.js';
+import type { EngineInfo, EngineOptions, EngineStats } from './engine-options.js';
+import { generationDefaults } from './generation-defaults.js';
 import { ImageEmbeddingCache } from './image-cache.js';
-import { deviceMemoryBytes, kvTokensForMemoryFraction } from './memory-fraction.js';
-import { EngineMetrics } from './metrics.js';
-import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
-import type { CompletionOutput, GenerateRequest, GenerateResult, StreamEvent } from './request.js';
+import { InputProcessor } from './input-processor.js';
+import { EngineMetrics, engineStats } from './metrics.js';
+import { OutputProcessor } from './output-processor.js';
+import type { GenerateRequest, GenerateResult, StreamEvent } from './request.js';
+import { createRequestState, type RequestState } from './request-state.js';
+import { streamEvents } from './stream-events.js';
 
-export interface EngineOptions {
-  /** A Hugging Face checkpoint folder. */
-  model: string;
-  /** Registered scheduler name (default 'continuous'). */
-  scheduler?: string;
-  /** Registered KV cache manager name (default 'paged'). */
-  attention?: string;
-  device?: 'cpu' | 'webgpu';
-  dtype?: 'float32' | 'float16';
-  /** Queue policy of the scheduler: 'fcfs', 'lpm', 'priority' (default 'fcfs'). */
-  policy?: string;
-  blockSize?: number;
-  /** Tokens the KV pool holds (default: 512 MiB worth, at most 32768). */
-  kvCacheTokens?: number;
-  maxNumSeqs?: number;
-  maxNumBatchedTokens?: number;
-  /** Longest prompt + output (default: the model's max positions, at most the pool). */
-  maxModelLen?: number;
-  enablePrefixCaching?: boolean;
-  enableChunkedPrefill?: boolean;
-  numThreads?: number;
-  /** 'int4': weight-only int4 (MatMulNBits, block 32) for the linear layers; webgpu only. */
-  quantization?: 'none' | 'int4';
-  /** Settings of the webgpu provider (see `WebGpuTuning`). */
-  webgpu?: WebGpuTuning;
-  /** Capacity of the image-embedding cache in MiB (default 256). */
-  imageCacheMb?: number;
-  /**
-   * Share of the device's memory for weights + KV (vLLM's gpu_memory_utilization); sizes the KV
-   * pool when `kvCacheTokens` is not given. webgpu only: the cpu backend has no device pool.
-   */
-  gpuMemoryUtilization?: number;
-  /** The device's memory in bytes for `gpuMemoryUtilization` (default: from nvidia-smi). */
-  deviceMemoryBytes?: number;
-  /** A folder with the tokenizer to use instead of the checkpoint's (vLLM's --tokenizer). */
-  tokenizer?: string;
-  /** A Jinja chat template (source text) to use instead of the checkpoint's. */
-  chatTemplate?: string;
-  /** At most this many images in the image-embedding cache (LightLLM's cache_capacity; default no cap). */
-  imageCacheEntries?: number;
-  /** Where omitted sampling settings come from: 'auto' (generation_config.json), 'vllm', 'none', a folder. */
-  generationConfig?: GenerationConfigSource;
-  /** Run the KV manager's integrity check after every step (tests). */
-  checkIntegrity?: boolean;
-}
+export type { EngineInfo, EngineOptions, EngineStats } from './engine-options.js';
 
-export interface EngineInfo {
-  model: string;
-  architecture: string;
-  scheduler: string;
-  attention: string;
-  device: string;
-  dtype: string;
-  blockSize: number;
-  numBlocks: number;
-  kvCacheTokens: number;
-  /** 2 × layers × kv heads × head dim × bytes per element. */
-  kvBytesPerToken: number;
-  maxModelLen: number;
-  vocabSize: number;
-}
-
-export interface EngineStats {
-  numRunning: number;
-  numWaiting: number;
-  /** Fraction of KV blocks referenced by live sequences now, and at most so far. */
-  kvUsage: number;
-  kvPeakUsage: number;
-  /** Unreferenced blocks kept for prefix reuse. */
-  kvCachedBlocks: number;
-  prefixQueries: number;
-  prefixHits: number;
-  /** Prompt tokens served from the prefix cache / prompt tokens looked up. */
-  prefixHitRate: number;
-  numPreemptions: number;
-  numRequestsFinished: number;
-  numRequestsFailed: number;
-  numPromptTokens: number;
-  numGenerationTokens: number;
-  numSteps: number;
-  imageCacheQueries: number;
-  imageCacheHits: number;
-}
-
-interface RequestState {
-  id: string;
-  promptIds: number[];
-  seqs: Sequence[];
-  detoks: IncrementalDetokenizer[];
-  /** Sequences of an `n > 1` request waiting for the first one's prompt KV (prefix-cache reuse). */
-  pending: Sequence[];
-  listeners: ((e: StreamEvent) => void)[];
-  itlMs: number[];
-  /** Prompt logprobs as prefill computes them (index 0 stays null); only with `promptLogprobs`. */
-  promptLogprobs?: (TokenLogprob | null)[];
-  done: Promise<GenerateResult>;
-  resolve: (r: GenerateResult) => void;
-  reject: (e: Error) => void;
-  arrival: number;
-}
-
-/** Default KV pool sizes: a modest share of host memory on CPU, a large pool on a GPU. */
-const DEFAULT_KV_BYTES = {
-  cpu: { bytes: 512 * 1024 * 1024, maxTokens: 32768 },
-  webgpu: { bytes: 16 * 1024 * 1024 * 1024, maxTokens: 262144 },
-};
 let nextRequestNum = 0;
 
 /**
  * The engine: one loop of schedule → run → sample → update over the parts the container names.
- * Requests enter through `generate` (offline batch) or `stream` (per request, abortable).
+ * Requests enter through `generate` (offline batch) or `stream` (per request, abortable); the
+ * input processor turns them into sequences, the output processor turns tokens into results.
  */
 export class Engine {
   readonly metrics = new EngineMetrics();
+  /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
+  readonly imageCache: ImageEmbeddingCache;
+  readonly info: EngineInfo;
+  readonly checkpoint: Checkpoint;
+  readonly spec: ModelSpec;
+  readonly scheduler: Scheduler;
+  readonly kv: KvCacheManager;
+  readonly executor: Executor;
+  private readonly vision?: VisionRunner;
+  private readonly inputs: InputProcessor;
+  private readonly outputs: OutputProcessor;
   private readonly sampler: Sampler;
   private readonly requests = new Map<string, RequestState>();
   private readonly bySeq = new Map<Sequence, RequestState>();
   private loopRunning = false;
   private closed = false;
 
-  private constructor(
-    readonly info: EngineInfo,
-    readonly checkpoint: Checkpoint,
-    readonly spec: ModelSpec,
-    private readonly executor: Executor,
-    readonly scheduler: Scheduler,
-    readonly kv: KvCacheManager,
-    private readonly options: EngineOptions,
-    private readonly vision?: VisionEncoder,
+  constructor(
+    parts: EngineParts,
+    private readonly options: Pick<
+      EngineOptions,
+      'imageCacheMb' | 'imageCacheEntries' | 'checkIntegrity' | 'generationConfig'
+    > = {},
   ) {
+    ({ info: this.info, checkpoint: this.checkpoint, spec: this.spec, executor: this.executor } = parts);
+    ({ scheduler: this.scheduler, kv: this.kv, vision: this.vision } = parts);
     this.imageCache = new ImageEmbeddingCache(
       (options.imageCacheMb ?? 256) * 1024 * 1024,
       options.imageCacheEntries,
     );
-    this.sampler = new Sampler({ eosTokenIds: checkpoint.eosTokenIds });
-    this.samplingDefaults = generationDefaults(options.generationConfig, checkpoint);
+    this.sampler = new Sampler({ eosTokenIds: this.checkpoint.eosTokenIds });
+    this.inputs = new InputProcessor(
+      this.checkpoint,
+      this.spec,
+      this.info,
+      this.imageCache,
+      this.vision,
+      generationDefaults(options.generationConfig, this.checkpoint),
+    );
+    this.outputs = new OutputProcessor(this.checkpoint.eosTokenIds, this.info.maxModelLen, this.metrics);
+  }
+
+  /** Builds the named parts from the container's registries (see `assembleEngine`). */
+  static async create(options: EngineOptions, container: DependencyContainer): Promise<Engine> {
+    return new Engine(await assembleEngine(options, container), options);
   }
 
   /** What a request's omitted sampling settings become (see `GenerationConfigSource`). */
-  readonly samplingDefaults: Partial<SamplingParams>;
-
-  /** Image embeddings by content hash; its hit/miss counters feed the metrics. */
-  readonly imageCache: ImageEmbeddingCache;
-
-  static async create(options: EngineOptions, container: DependencyContainer): Promise<Engine> {
-    const device = options.device ?? 'cpu';
-    const supported: Record<string, string[]> = { cpu: ['float32'], webgpu: ['float16'] };
-    if (!supported[device]) {
-      throw new SwitchyardError(
-        `device '${device}' is not available; available: cpu, webgpu`,
-        'invalid_request',
-        'device',
-      );
-    }
-    const dtype = options.dtype ?? supported[device][0];
-    if (!supported[device].includes(dtype)) {
-      throw new SwitchyardError(
-        `dtype '${dtype}' is not supported on the ${device} device; use ${supported[device].join(' or ')}`,
-        'invalid_request',
-        'dtype',
-      );
-    }
-    if (
-      (options.quantization ?? 'none') !== 'none' &&
-      (options.quantization !== 'int4' || device !== 'webgpu')
-    ) {
-      throw new SwitchyardError(
-        `quantization '${options.quantization}' is not available on the ${device} device; use int4 with --device webgpu`,
-        'invalid_request',
-        'quantization',
-      );
-    }
-    const schedulerName = options.scheduler ?? 'continuous';
-    const attentionName = options.attention ?? 'paged';
-    const makeScheduler = schedulerRegistry(container).get(schedulerName);
-    const makeKv = kvCacheRegistry(container).get(attentionName);
-    const checkpoint = Checkpoint.open(options.model, {
-      tokenizer: options.tokenizer,
-      chatTemplate: options.chatTemplate,
-    });
-    const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
-    const d = spec.decoder;
-
-    const blockSize = options.blockSize ?? 16;
-    const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * (dtype === 'float16' ? 2 : 4);
-    const budget = DEFAULT_KV_BYTES[device as keyof typeof DEFAULT_KV_BYTES];
-    let kvTokens =
-      options.kvCacheTokens ?? Math.min(budget.maxTokens, Math.floor(budget.bytes / kvBytesPerToken));
-    if (options.gpuMemoryUtilization !== undefined && options.kvCacheTokens === undefined) {
-      if (device !== 'webgpu') {
-        throw new SwitchyardError(
-          'a GPU memory fraction needs a device pool, and the cpu backend has none; size the KV cache with --kv-cache-tokens N (or use --device webgpu)',
-          'invalid_request',
-          'gpuMemoryUtilization',
-        );
-      }
-      const totalBytes = options.deviceMemoryBytes ?? deviceMemoryBytes();
-      if (totalBytes === undefined) {
-        throw new SwitchyardError(
-          "the GPU's memory size is unknown (no nvidia-smi); size the KV cache with --kv-cache-tokens N",
-          'invalid_request',
-          'gpuMemoryUtilization',
-        );
-      }
-      // Weights run in fp16 on webgpu (int4 packs a linear layer's eight per 4 bytes, plus scales).
-      let numel = 0;
-      for (const t of checkpoint.tensors.values()) numel += t.shape.reduce((a, b) => a * b, 1);
-      const weightBytes = numel * (options.quantization === 'int4' ? 0.75 : 2);
-      kvTokens = kvTokensForMemoryFraction({
-        fraction: options.gpuMemoryUtilization,
-        totalBytes,
-        weightBytes,
-        kvBytesPerToken,
-      });
-    }
-    const numBlocks = Math.max(1, Math.floor(kvTokens / blockSize));
-    const maxModelLen = Math.min(
-      options.maxModelLen ?? d.maxPositionEmbeddings,
-      d.maxPositionEmbeddings,
-      numBlocks * blockSize,
-    );
-    const maxNumBatchedTokens =
-      options.maxNumBatchedTokens ?? Math.max(2048, options.enableChunkedPrefill === false ? maxModelLen : 0);
-    if (options.enableChunkedPrefill === false && maxNumBatchedTokens < maxModelLen) {
-      throw new SwitchyardError(
-        `with chunked prefill off, maxNumBatchedTokens (${maxNumBatchedTokens}) must be at least maxModelLen (${maxModelLen}); raise it or lower maxModelLen`,
-        'invalid_request',
-        'maxNumBatchedTokens',
-      );
-    }
-
-    const executor: Executor =
-      device === 'webgpu'
-        ? await WebGpuExecutor.create(checkpoint, d, {
-            numBlocks,
-            blockSize,
-            maxModelLen,
-            ...(options.quantization === 'int4' ? { linear: 'int4' as const } : {}),
-            ...options.webgpu,
-          })
-        : await CpuExecutor.create(checkpoint, d, { numBlocks, blockSize, numThreads: options.numThreads });
-    const vision = spec.multimodal
-      ? await VisionEncoder.create(checkpoint, spec.multimodal.encoder, {
-          device: device === 'webgpu' ? 'webgpu' : 'cpu',
-        })
-      : undefined;
-    const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
-    const scheduler = makeScheduler(
-      {
-        maxNumSeqs: options.maxNumSeqs ?? 64,
-        maxNumBatchedTokens,
-        maxModelLen,
-        enableChunkedPrefill: options.enableChunkedPrefill ?? true,
-        policy: options.policy ?? 'fcfs',
-      },
-      kv,
-    );
-    const info: EngineInfo = {
-      model: checkpoint.dir,
-      architecture: checkpoint.architecture,
-      scheduler: schedulerName,
-      attention: attentionName,
-      device,
-      dtype,
-      blockSize,
-      numBlocks,
-      kvCacheTokens: numBlocks * blockSize,
-      kvBytesPerToken: executor.kvBytesPerToken,
-      maxModelLen,
-      vocabSize: d.vocabSize,
-    };
-    return new Engine(info, checkpoint, spec, executor, scheduler, kv, options, vision);
+  get samplingDefaults(): Partial<SamplingParams> {
+    return this.inputs.samplingDefaults;
   }
 
   get tokenizer() {
@@ -311,37 +97,8 @@ export class Engine {
   /** Streams one request's tokens as they come; aborting `signal` stops it and frees its KV. */
   async *stream(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
     const state = await this.prepare(request);
-    const queue: StreamEvent[] = [];
-    let wake: (() => void) | undefined;
-    state.listeners.push((e) => {
-      queue.push(e);
-      wake?.();
-    });
-    const onAbort = () => this.abort(state.id);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let failed: Error | undefined;
-    state.done.catch((e) => {
-      failed = e;
-      wake?.();
-    });
-    this.enqueue(state);
-    try {
-      while (true) {
-        while (queue.length > 0) {
-          const e = queue.shift()!;
-          yield e;
-          if (e.type === 'done') return;
-        }
-        if (failed) throw failed;
-        await new Promise<void>((r) => {
-          wake = r;
-        });
-        wake = undefined;
-      }
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      if (this.requests.has(state.id)) this.abort(state.id);
-    }
+    const abort = () => this.requests.get(state.id) === state && this.stop(state.id);
+    yield* streamEvents(state, () => this.enqueue(state), abort, signal);
   }
 
   /** Stops a request wherever it is; its result resolves with finish reason 'abort'. */
@@ -353,45 +110,24 @@ export class Engine {
   private stop(requestId: string, error?: Error): boolean {
     const state = this.requests.get(requestId);
     if (!state) return false;
-    for (const seq of state.pending) {
-      seq.status = 'finished';
-      seq.finishReason = 'abort';
+    for (const seq of state.seqs) {
+      if (state.pending.includes(seq)) continue;
+      if (!seq.isFinished) this.scheduler.abort(seq.id);
     }
-    state.pending = [];
-    for (const seq of state.seqs) if (!seq.isFinished) this.scheduler.abort(seq.id);
     for (const seq of state.seqs) {
       if (!seq.isFinished) {
         seq.status = 'finished';
         seq.finishReason = 'abort';
       }
     }
+    state.pending = [];
     this.finishRequest(state, error);
     return true;
   }
 
   /** A snapshot of the engine's gauges and counters (the latency histograms are in `metrics`). */
   stats(): EngineStats {
-    const usage = this.kv.usage();
-    const prefix = this.kv.prefixStats();
-    const m = this.metrics;
-    return {
-      numRunning: this.scheduler.numRunning(),
-      numWaiting: this.scheduler.numWaiting(),
-      kvUsage: usage.numUsedBlocks / usage.numBlocks,
-      kvPeakUsage: m.kvPeakUsage,
-      kvCachedBlocks: usage.numCachedBlocks,
-      prefixQueries: prefix.queries,
-      prefixHits: prefix.hits,
-      prefixHitRate: prefix.queries ? prefix.hits / prefix.queries : 0,
-      numPreemptions: this.scheduler.numPreemptions,
-      numRequestsFinished: m.numRequestsFinished,
-      numRequestsFailed: m.numRequestsFailed,
-      numPromptTokens: m.numPromptTokens,
-      numGenerationTokens: m.numGenerationTokens,
-      numSteps: m.numSteps,
-      imageCacheQueries: this.imageCache.hits + this.imageCache.misses,
-      imageCacheHits: this.imageCache.hits,
-    };
+    return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache);
   }
 
   numUnfinished(): number {
@@ -405,176 +141,14 @@ export class Engine {
     await this.vision?.dispose();
   }
 
-  /**
-   * Tokenizes, validates, and encodes the request's images (through the image cache); throws
-   * SwitchyardError naming the problem. Enqueues nothing.
-   */
+  /** Runs the input processor and makes one sequence per completion. Enqueues nothing. */
   private async prepare(req: GenerateRequest): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
-    if (!req || typeof req !== 'object')
-      throw new SwitchyardError('a request must be an object', 'invalid_request');
-    checkRequestKeys(req);
-    const { promptIds, mm } = await this.promptWithImages(req);
-    const { vocabSize, maxModelLen } = this.info;
-    if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
-    const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
-    if (bad !== undefined) {
-      throw new SwitchyardError(
-        `prompt token id ${bad} is outside the vocabulary (0..${vocabSize - 1})`,
-        'invalid_request',
-        'prompt',
-      );
-    }
-    if (promptIds.length >= maxModelLen) {
-      throw new SwitchyardError(
-        `the prompt has ${promptIds.length} tokens but the context holds ${maxModelLen} (prompt plus at least one new token); shorten the prompt`,
-        'invalid_request',
-        'prompt',
-      );
-    }
-    const given = Object.fromEntries(
-      Object.entries(req.sampling ?? {}).filter(([, v]) => v !== undefined && v !== null),
-    );
-    const merged: Record<string, unknown> = { ...this.samplingDefaults, ...given };
-    // A default max_tokens (generation_config's max_new_tokens) is capped by the room left, as in vLLM.
-    if (given.maxTokens === undefined && this.samplingDefaults.maxTokens !== undefined)
-      merged.maxTokens = Math.max(
-        1,
-        Math.min(this.samplingDefaults.maxTokens, maxModelLen - promptIds.length),
-      );
-    const sampling = validateSamplingParams(merged, {
-      maxModelLen,
-      promptLen: promptIds.length,
-      vocabSize,
-    });
+    const input = await this.inputs.process(req);
     const id = req.id ?? `req-${nextRequestNum++}`;
     if (this.requests.has(id))
       throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
-    const arrival = performance.now();
-    const seqs = Array.from({ length: sampling.n }, (_, i) => {
-      const seed = sampling.seed === undefined ? undefined : sampling.seed + i;
-      return new Sequence(
-        sampling.n === 1 ? id : `${id}#${i}`,
-        promptIds,
-        { ...sampling, seed },
-        {
-          priority: req.priority,
-          // Prompt logprobs need every prompt position computed: a salt of its own skips the prefix cache.
-          cacheSalt:
-            sampling.promptLogprobs === undefined
-              ? req.cacheSalt
-              : `${req.cacheSalt ?? ''}\u0000prompt-logprobs:${id}`,
-          arrivalTime: arrival,
-          mm,
-        },
-      );
-    });
-    const decode = (ids: number[]) => this.tokenizer.decode(ids, true);
-    let resolve!: (r: GenerateResult) => void;
-    let reject!: (e: Error) => void;
-    const done = new Promise<GenerateResult>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    done.catch(() => {});
-    return {
-      id,
-      promptIds,
-      seqs,
-      detoks: seqs.map(
-        () =>
-          new IncrementalDetokenizer(decode, promptIds, {
-            stop: sampling.stop,
-            minTokens: sampling.minTokens,
-          }),
-      ),
-      pending: seqs.slice(1),
-      listeners: [],
-      itlMs: [],
-      promptLogprobs: sampling.promptLogprobs === undefined ? undefined : promptIds.map(() => null),
-      done,
-      resolve,
-      reject,
-      arrival,
-    };
-  }
-
-  /** Prompt ids with image placeholders expanded, and the images' places and embeddings. */
-  private async promptWithImages(
-    req: GenerateRequest,
-  ): Promise<{ promptIds: number[]; mm: MultimodalItem[] }> {
-    if (req.images !== undefined && !Array.isArray(req.images)) {
-      throw new SwitchyardError('images must be an array', 'invalid_request', 'image');
-    }
-    const inputs = collectImages(req.messages, req.images);
-    const spec = this.spec.multimodal;
-    if (inputs.length === 0) return { promptIds: this.promptIds(req, spec?.addSpecialTokens), mm: [] };
-    if (!spec || !this.vision) {
-      throw new SwitchyardError(
-        `the model ${this.info.architecture} does not accept images`,
-        'invalid_request',
-        'image',
-      );
-    }
-    const vision = this.vision;
-    const decoded = await Promise.all(
-      inputs.map(async (input) => {
-        const bytes = imageBytes(input);
-        const processed = spec.process(await decodeImage(bytes));
-        return { hash: imageHash(bytes), processed };
-      }),
-    );
-    const { ids, places } = expandPlaceholders(
-      this.promptIds(req, spec.addSpecialTokens),
-      decoded.map((d) => d.processed),
-      spec,
-    );
-    const mm = await Promise.all(
-      decoded.map(async ({ hash, processed }, i) => {
-        const embeddings = await this.imageCache.get(hash, async () => {
-          const out = await vision.encode(processed.pixelValues, processed.shape);
-          return spec.arrange(out.data, out.shape, processed);
-        });
-        return { hash, ...places[i], embeddings };
-      }),
-    );
-    return { promptIds: ids, mm };
-  }
-
-  private promptIds(req: GenerateRequest, chatSpecialTokens = false): number[] {
-    const given = [req.prompt, req.promptIds, req.messages].filter((x) => x !== undefined).length;
-    if (given !== 1) {
-      throw new SwitchyardError(
-        'give exactly one of prompt, prompt token ids or messages',
-        'invalid_request',
-        'prompt',
-      );
-    }
-    if (req.promptIds) {
-      if (!Array.isArray(req.promptIds))
-        throw new SwitchyardError(
-          'prompt token ids must be an array of integers',
-          'invalid_request',
-          'prompt',
-        );
-      return [...req.promptIds];
-    }
-    if (req.messages) {
-      const template = this.checkpoint.chatTemplate;
-      if (!template)
-        throw new SwitchyardError(
-          'this model has no chat template; send a raw prompt instead',
-          'invalid_request',
-          'messages',
-        );
-      const mm = this.spec.multimodal;
-      // `image_token` lets a template given at launch (--chat-template) place the model's image mark.
-      const extra = mm ? { image_token: this.tokenizer.idToToken(mm.placeholderTokenId) } : {};
-      return this.tokenizer.encode(template.render(req.messages, { extra }), chatSpecialTokens);
-    }
-    if (typeof req.prompt !== 'string')
-      throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
-    return this.tokenizer.encode(req.prompt, true);
+    return createRequestState(id, req, input, this.tokenizer);
   }
 
   private enqueue(state: RequestState): void {
@@ -611,10 +185,7 @@ export class Engine {
   /** One engine step. Public for tests and tools that drive the engine by hand. */
   async step(): Promise<void> {
     const out = this.scheduler.schedule();
-    if (out.scheduled.length === 0) {
-      this.failStuck();
-      return;
-    }
+    if (out.scheduled.length === 0) return this.failStuck();
     const now = performance.now();
     const batch: StepSequence[] = out.scheduled.map(({ seq, numNewTokens }) => {
       if (seq.firstScheduledTime === undefined) {
@@ -624,14 +195,9 @@ export class Engine {
       const start = seq.numComputedTokens;
       const tokenIds = new Array<number>(numNewTokens);
       for (let i = 0; i < numNewTokens; i++) tokenIds[i] = seq.tokenAt(start + i);
-      return {
-        tokenIds,
-        start,
-        blockTable: this.kv.blockTable(seq),
-        sample: start + numNewTokens === seq.length,
-        allLogits: start < seq.promptIds.length && this.bySeq.get(seq)?.promptLogprobs !== undefined,
-        mm: seq.mm,
-      };
+      const sample = start + numNewTokens === seq.length;
+      const allLogits = start < seq.promptIds.length && this.bySeq.get(seq)?.promptLogprobs !== undefined;
+      return { tokenIds, start, blockTable: this.kv.blockTable(seq), sample, allLogits, mm: seq.mm };
     });
     // Greedy rows need only their argmax; a provider that picks it on the device saves the read-back.
     const greedy =
@@ -645,8 +211,7 @@ export class Engine {
       if (greedy) tokens = await this.executor.runGreedy!(batch);
       else logits = await this.executor.run(batch);
     } catch (e) {
-      this.failBatch(out, e as Error);
-      return;
+      return this.failBatch(out, e as Error);
     }
     this.metrics.numSteps++;
     const V = this.info.vocabSize;
@@ -666,12 +231,13 @@ export class Engine {
       }
       // A request aborted while the step ran is already finished; its row is dropped.
       if (seq.isFinished) return;
-      if (tokens) this.appendToken(seq, tokens[r]);
+      const state = this.bySeq.get(seq)!;
+      if (tokens) this.outputs.append(state, seq, tokens[r]);
       else {
         const { token, logprob } = this.sampler.sample(logits!.subarray(r * V, (r + 1) * V), seq);
-        this.appendToken(seq, token, logprob);
+        this.outputs.append(state, seq, token, logprob);
       }
-      touched.add(this.bySeq.get(seq)!);
+      touched.add(state);
     });
     const usage = this.kv.usage();
     this.metrics.kvPeakUsage = Math.max(this.metrics.kvPeakUsage, usage.numUsedBlocks / usage.numBlocks);
@@ -682,8 +248,7 @@ export class Engine {
 
   /** Prompt logprobs from a prefill chunk's rows: the row at position q scores prompt token q + 1. */
   private recordPromptLogprobs(seq: Sequence, b: StepSequence, logits: Float32Array, row: number): void {
-    const state = this.bySeq.get(seq);
-    const out = state?.promptLogprobs;
+    const out = this.bySeq.get(seq)?.promptLogprobs;
     if (!out || seq.isFinished) return;
     const V = this.info.vocabSize;
     const prompt = seq.promptIds;
@@ -695,49 +260,8 @@ export class Engine {
     }
   }
 
-  private appendToken(seq: Sequence, token: number, logprob?: TokenLogprob): void {
-    const now = performance.now();
-    const state = this.bySeq.get(seq)!;
-    const sp = seq.sampling;
-    seq.outputIds.push(token);
-    if (logprob) seq.outputLogprobs.push(logprob);
-    if (seq.lastTokenTime !== undefined) {
-      this.metrics.interTokenLatency.observe((now - seq.lastTokenTime) / 1000);
-      if (seq === state.seqs[0]) state.itlMs.push(now - seq.lastTokenTime);
-    }
-    seq.firstTokenTime ??= now;
-    seq.lastTokenTime = now;
-    const detok = state.detoks[state.seqs.indexOf(seq)];
-    const text = detok.push(token);
-    let reason: 'stop' | 'length' | undefined;
-    if (!sp.ignoreEos && this.checkpoint.eosTokenIds.includes(token)) reason = 'stop';
-    else if (sp.stopTokenIds.includes(token)) {
-      reason = 'stop';
-      seq.stopReason = token;
-    } else if (detok.stopped !== undefined) {
-      reason = 'stop';
-      seq.stopReason = detok.stopped;
-    } else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.info.maxModelLen) reason = 'length';
-    const tail = reason ? detok.finish() : '';
-    if (reason) {
-      seq.status = 'finished';
-      seq.finishReason = reason;
-      seq.finishedTime = now;
-    }
-    this.emit(state, {
-      type: 'delta',
-      index: state.seqs.indexOf(seq),
-      tokenIds: [token],
-      text: text + tail,
-      logprobs: logprob ? [logprob] : undefined,
-      finishReason: reason,
-      stopReason: seq.stopReason,
-    });
-  }
-
   private afterStep(state: RequestState): void {
-    const first = state.seqs[0];
-    if (state.pending.length > 0 && first.outputIds.length > 0) {
+    if (state.pending.length > 0 && state.seqs[0].outputIds.length > 0) {
       // The prompt's KV is committed now: the other completions find it in the prefix cache.
       for (const seq of state.pending) this.scheduler.add(seq);
       state.pending = [];
@@ -748,65 +272,14 @@ export class Engine {
   private finishRequest(state: RequestState, error?: Error): void {
     if (!this.requests.delete(state.id)) return;
     for (const seq of state.seqs) this.bySeq.delete(seq);
-    if (error) {
-      this.metrics.numRequestsFailed++;
-      state.reject(error);
-      return;
-    }
-    const result = this.result(state);
-    const m = this.metrics;
-    m.numRequestsFinished++;
-    m.numPromptTokens += result.usage.promptTokens;
-    m.numGenerationTokens += result.usage.completionTokens;
-    m.queueTime.observe(result.metrics.queueMs / 1000);
-    m.e2eLatency.observe(result.metrics.e2eMs / 1000);
-    if (state.seqs[0].firstTokenTime !== undefined) m.ttft.observe(result.metrics.ttftMs / 1000);
-    this.emit(state, { type: 'done', result });
-    state.resolve(result);
-  }
-
-  private result(state: RequestState): GenerateResult {
-    const outputs: CompletionOutput[] = state.seqs.map((seq, index) => ({
-      index,
-      tokenIds: [...seq.outputIds],
-      text: state.detoks[index].text,
-      finishReason: seq.finishReason ?? 'abort',
-      stopReason: seq.stopReason,
-      logprobs: seq.sampling.logprobs !== undefined ? seq.outputLogprobs : undefined,
-    }));
-    const first = state.seqs[0];
-    const end = performance.now();
-    return {
-      id: state.id,
-      promptTokenIds: state.promptIds,
-      ...(state.promptLogprobs ? { promptLogprobs: state.promptLogprobs } : {}),
-      outputs,
-      usage: {
-        promptTokens: state.promptIds.length,
-        completionTokens: outputs.reduce((a, o) => a + o.tokenIds.length, 0),
-        cachedTokens: first.numCachedTokens,
-      },
-      metrics: {
-        queueMs: (first.firstScheduledTime ?? end) - state.arrival,
-        ttftMs: (first.firstTokenTime ?? end) - state.arrival,
-        e2eMs: end - state.arrival,
-        itlMs: state.itlMs,
-      },
-    };
-  }
-
-  private emit(state: RequestState, e: StreamEvent): void {
-    for (const l of state.listeners) l(e);
+    this.outputs.settle(state, error);
   }
 
   /** A step that fails (a bug, not bad input) ends the requests in it; the rest go on. */
   private failBatch(out: SchedulerOutput, error: Error): void {
-    const states = new Set(out.scheduled.map(({ seq }) => this.bySeq.get(seq)!));
-    for (const state of states) {
-      this.stop(
-        state.id,
-        new SwitchyardError(`request ${state.id} failed in the model step: ${error.message}`, 'internal'),
-      );
+    for (const state of new Set(out.scheduled.map(({ seq }) => this.bySeq.get(seq)!))) {
+      const why = `request ${state.id} failed in the model step: ${error.message}`;
+      this.stop(state.id, new SwitchyardError(why, 'internal'));
     }
   }
 

@@ -19,7 +19,7 @@ export function kvTokensForMemoryFraction(o: {
     throw new SwitchyardError(
       `the GPU memory fraction must be in (0, 1], got ${o.fraction}`,
       'invalid_request',
-      'gpuMemoryUtilization',
+      'memoryUtilization',
     );
   }
   const budget = o.fraction * o.totalBytes - o.weightBytes - ACTIVATION_RESERVE_BYTES;
@@ -29,7 +29,7 @@ export function kvTokensForMemoryFraction(o: {
     throw new SwitchyardError(
       `${o.fraction} of the device's ${gib(o.totalBytes)} GiB leaves no room for the KV cache after ${gib(o.weightBytes)} GiB of weights and a ${gib(ACTIVATION_RESERVE_BYTES)} GiB reserve; raise the fraction or set --kv-cache-tokens`,
       'invalid_request',
-      'gpuMemoryUtilization',
+      'memoryUtilization',
     );
   }
   return tokens;

@@ -1,3 +1,8 @@
+import type { KvCacheManager } from '../kv-cache.js';
+import type { Scheduler } from '../scheduler.js';
+import type { EngineStats } from './engine-options.js';
+import type { ImageEmbeddingCache } from './image-cache.js';
+
 /** A fixed-bucket histogram (Prometheus style) that also keeps count and sum. */
 export class Histogram {
   readonly counts: number[];
@@ -36,4 +41,33 @@ export class EngineMetrics {
   numSteps = 0;
   /** Highest fraction of KV blocks referenced by running sequences, over all steps. */
   kvPeakUsage = 0;
+}
+
+/** A snapshot of an engine's gauges and counters from its parts. */
+export function engineStats(
+  scheduler: Scheduler,
+  kv: KvCacheManager,
+  m: EngineMetrics,
+  imageCache: ImageEmbeddingCache,
+): EngineStats {
+  const usage = kv.usage();
+  const prefix = kv.prefixStats();
+  return {
+    numRunning: scheduler.numRunning(),
+    numWaiting: scheduler.numWaiting(),
+    kvUsage: usage.numUsedBlocks / usage.numBlocks,
+    kvPeakUsage: m.kvPeakUsage,
+    kvCachedBlocks: usage.numCachedBlocks,
+    prefixQueries: prefix.queries,
+    prefixHits: prefix.hits,
+    prefixHitRate: prefix.queries ? prefix.hits / prefix.queries : 0,
+    numPreemptions: scheduler.numPreemptions,
+    numRequestsFinished: m.numRequestsFinished,
+    numRequestsFailed: m.numRequestsFailed,
+    numPromptTokens: m.numPromptTokens,
+    numGenerationTokens: m.numGenerationTokens,
+    numSteps: m.numSteps,
+    imageCacheQueries: imageCache.hits + imageCache.misses,
+    imageCacheHits: imageCache.hits,
+  };
 }

@@ -1,4 +1,4 @@
 export * from './decode.js';
-export * from './processors.js';
+export * from './processor-kit.js';
 export * from './resize.js';
 export * from './types.js';

@@ -1,9 +1,7 @@
 import type { DecoderSpec, RopeSpec } from '../model.js';
 import type { GraphBuilder } from './graph-builder.js';
 import { DataType, type DataTypeCode } from './proto.js';
-
-/** Resolves a checkpoint weight name to an initializer of the graph (adding it once). */
-export type WeightRef = (name: string) => string;
+import type { WeightRef } from './weights.js';
 
 /**
  * Input and output names of the decoder graph. One run processes a packed batch of T new tokens

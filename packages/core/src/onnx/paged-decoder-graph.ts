@@ -1,9 +1,9 @@
 import type { DecoderSpec } from '../model.js';
-import type { DerivedWeights } from '../ort/graph-cache.js';
-import { embedTokens, ropeInvFreq, type WeightRef } from './decoder-graph.js';
+import { embedTokens, ropeInvFreq } from './decoder-graph.js';
 import type { GraphBuilder } from './graph-builder.js';
 import { DataType } from './proto.js';
 import { quantizeInt4 } from './quantize.js';
+import type { DerivedWeights, WeightRef } from './weights.js';
 
 /**
  * Inputs and outputs of the fp16 decoder for GPU providers. Attention is

@@ -2,4 +2,5 @@ export * from './fixtures.js';
 export * from './kv-conformance.js';
 export * from './scheduler-harness.js';
 export * from './text-model-parity.js';
+export * from './vit-reference.js';
 export * from './vlm-parity.js';

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CpuExecutor } from '../backends/cpu/cpu-executor.js';
 import { modelRegistry } from '../container.js';
 import { Engine } from '../engine/engine.js';
 import type { ChatMessage } from '../loader/chat-template.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import { readSafetensorsHeader, readTensorF32 } from '../loader/safetensors.js';
-import { CpuExecutor } from '../ort/cpu-executor.js';
 import { fixture, fixtureTitle, maxAbsDiff } from './fixtures.js';
 
 /**

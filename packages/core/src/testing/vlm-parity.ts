@@ -2,21 +2,26 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DependencyContainer } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuBackend } from '../backends/cpu/cpu-backend.js';
+import { CpuExecutor } from '../backends/cpu/cpu-executor.js';
 import { modelRegistry } from '../container.js';
 import { Engine } from '../engine/engine.js';
 import type { ChatMessage } from '../loader/chat-template.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec, ProcessedImage } from '../model.js';
-import { CpuExecutor } from '../ort/cpu-executor.js';
-import { VisionEncoder } from '../ort/vision-encoder.js';
 import { type FixtureCase, fixture, fixtureTitle, maxAbsDiff } from './fixtures.js';
 
 /**
  * Checks a vision-language model package against a transformers fixture: expanded prompt ids,
  * and — fed transformers' own pixel values — first-step logits (≤ 1e-3) and 12 greedy ids; then
- * the whole path through our own image processing.
+ * the whole path through our own image processing. `pixelShape` maps the fixture's pixel-values
+ * shape to the one the model's tower takes (e.g. dropping a leading batch dim).
  */
-export function vlmParity(name: string, makeContainer: () => DependencyContainer): void {
+export function vlmParity(
+  name: string,
+  makeContainer: () => DependencyContainer,
+  { pixelShape = (shape: number[]) => shape }: { pixelShape?: (shape: number[]) => number[] } = {},
+): void {
   const fx = fixture(name);
   describe.skipIf(fx.missing)(fixtureTitle(fx, `${name} matches transformers`), () => {
     const ref = fx.missing ? { chat: [] as FixtureCase[] } : fx.reference();
@@ -54,8 +59,8 @@ export function vlmParity(name: string, makeContainer: () => DependencyContainer
         const items: { offset: number; length: number; embeddings: Float32Array }[] = [];
         if (c.pixel_values_file) {
           const pixels = fx.logits(c.pixel_values_file);
-          const shape = name === 'llava-next-tiny' ? c.pixel_values_shape!.slice(1) : c.pixel_values_shape!;
-          const vision = await VisionEncoder.create(ckpt, mm.encoder);
+          const shape = pixelShape(c.pixel_values_shape!);
+          const vision = await cpuBackend.createVisionRunner!(ckpt, mm.tower, { dtype: 'float32' });
           const offset = ids.indexOf(mm.placeholderTokenId);
           const length = ids.filter((t) => t === mm.placeholderTokenId).length;
           const size = (c.image_sizes?.[0] as [number, number] | undefined) ?? [0, 0];

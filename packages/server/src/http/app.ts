@@ -1,5 +1,12 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
+import {
+  chatPromptIds,
+  type Engine,
+  type GenerateRequest,
+  type GenerateResult,
+  type StreamEvent,
+  type TokenLogprob,
+} from '@switchyard/core';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
@@ -237,11 +244,11 @@ export function buildServer(options: ServerOptions): Server {
     let tokens: number[];
     if (typeof body.prompt === 'string') tokens = engine.tokenizer.encode(body.prompt, addSpecial);
     else if (Array.isArray(body.messages)) {
-      const template = engine.checkpoint.chatTemplate;
-      if (!template) throw badRequest('this model has no chat template', 'messages');
-      tokens = engine.tokenizer.encode(
-        template.render(parseChat({ messages: body.messages }, maxImages).request.messages!),
-        false,
+      // The engine's own renderer, so the count matches what a chat request runs.
+      tokens = chatPromptIds(
+        engine.checkpoint,
+        engine.spec,
+        parseChat({ messages: body.messages }, maxImages).request.messages!,
       );
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };

@@ -1,17 +1,19 @@
 import * as ort from 'onnxruntime-node';
-import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
-import type { Checkpoint } from '../loader/checkpoint.js';
-import type { DecoderSpec } from '../model.js';
-import { DecoderIO } from '../onnx/decoder-graph.js';
-import { decoderGraph } from './graph-cache.js';
-import { gatherImageRows } from './image-rows.js';
-import { openCpuSession } from './session.js';
+import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
+import type { Checkpoint } from '../../loader/checkpoint.js';
+import type { DecoderSpec } from '../../model.js';
+import { buildDecoderGraph, DecoderIO } from '../../onnx/decoder-graph.js';
+import { cachedGraph } from '../../onnx/graph-cache.js';
+import { gatherImageRows } from '../image-rows.js';
+import { cpuSessionOptions, openSession } from '../ort-session.js';
 
 const MASKED = -1e9;
 
 export interface CpuExecutorOptions extends KvPoolShape {
   /** Intra-op threads for ORT (default: ORT's choice). */
   numThreads?: number;
+  /** ORT session options laid over the defaults (`cpuSessionOptions`). */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 /**
@@ -48,12 +50,11 @@ export class CpuExecutor implements Executor {
     spec: DecoderSpec,
     options: CpuExecutorOptions,
   ): Promise<CpuExecutor> {
-    const session = await openCpuSession(
-      decoderGraph(ckpt, spec, 'cpu'),
-      'decoder',
-      ckpt.dir,
-      options.numThreads,
-    );
+    const graph = cachedGraph(ckpt, 'decoder', { spec, ep: 'cpu' }, (g, w) => buildDecoderGraph(g, spec, w));
+    const session = await openSession(graph, `decoder (${ckpt.dir})`, 'cpu', {
+      ...cpuSessionOptions(options.numThreads),
+      ...options.sessionOptions,
+    });
     return new CpuExecutor(session, spec, options);
   }
 

@@ -1,20 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { type Fixture, fixture, fixturesRoot, fixtureTitle } from '../testing/fixtures.js';
-import { decodeImage } from './decode.js';
 import {
-  clipProcess,
+  centerCrop,
+  decodeImage,
   type ImageProcessorConfig,
-  internvlProcess,
-  llavaNextNumImageTokens,
-  llavaNextProcess,
-  optimalTiledCanvas,
-  selectBestResolution,
+  type ProcessorOutput,
+  type RgbImage,
+  resizeImage,
   shortestEdgeSize,
-} from './processors.js';
-import { centerCrop, resizeImage } from './resize.js';
-import type { ProcessorOutput, RgbImage } from './types.js';
+} from '@switchyard/core';
+import { type Fixture, fixture, fixturesRoot, fixtureTitle } from '@switchyard/core/testing';
+import { describe, expect, it } from 'vitest';
+import { clipProcess } from './clip-processor.js';
+import { llavaNextNumImageTokens, llavaNextProcess, selectBestResolution } from './llava-next-processor.js';
 
 const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'));
 
@@ -44,7 +42,6 @@ type Process = (
 const suites: [string, Process][] = [
   ['llava-tiny', clipProcess],
   ['llava-next-tiny', llavaNextProcess],
-  ['internvl-tiny', internvlProcess],
 ];
 
 for (const [name, process] of suites) {
@@ -134,12 +131,6 @@ describe('llavaNextNumImageTokens against LlavaNextProcessor._get_number_of_feat
 });
 
 describe('processor geometry', () => {
-  it('shortest edge: the long side truncated like transformers', () => {
-    expect(shortestEdgeSize(48, 64, 32)).toEqual([32, 42]);
-    expect(shortestEdgeSize(90, 30, 32)).toEqual([96, 32]);
-    expect(shortestEdgeSize(60, 100, 32)).toEqual([32, 53]);
-  });
-
   it('select_best_resolution: most effective pixels, then least waste', () => {
     const pins = [
       [32, 64],
@@ -151,14 +142,6 @@ describe('processor geometry', () => {
     expect(selectBestResolution(48, 64, pins)).toEqual([64, 64]);
     expect(selectBestResolution(90, 30, pins)).toEqual([96, 32]);
     expect(selectBestResolution(10, 200, pins)).toEqual([32, 96]);
-  });
-
-  it('InternVL grid: closest aspect ratio, bigger grid on a tie only while the image fills it', () => {
-    expect(optimalTiledCanvas(48, 64, 56, 56, 1, 6)).toEqual([3, 2]);
-    expect(optimalTiledCanvas(90, 30, 56, 56, 1, 6)).toEqual([1, 3]);
-    expect(optimalTiledCanvas(40, 40, 56, 56, 1, 6)).toEqual([1, 1]);
-    expect(optimalTiledCanvas(99, 100, 56, 56, 1, 6)).toEqual([2, 2]);
-    expect(optimalTiledCanvas(448, 448, 448, 448, 2, 12)).toEqual([2, 2]);
   });
 
   const img = (w: number, h: number): RgbImage => {
@@ -215,12 +198,6 @@ describe('processor geometry', () => {
     expect(px(1, 12, 5)).toBeCloseTo(1);
     expect(px(3, 18, 5)).toBeCloseTo(1); // canvas row 50 = last image row
     expect(px(3, 19, 5)).toBe(0); // canvas row 51: padding
-  });
-
-  it('InternVL without crop_to_patches is one resized tile', () => {
-    const out = internvlProcess(img(90, 30), { size: { height: 56, width: 56 }, crop_to_patches: false });
-    expect(out.shape).toEqual([1, 3, 56, 56]);
-    expect(out.numTiles).toBe(1);
   });
 
   it('refuses resampling filters it does not reproduce', () => {

@@ -15,10 +15,9 @@ import { join, relative } from 'node:path';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import { reportLoadProgress } from '../loader/progress.js';
 import { float32ToFloat16, readTensorF32, type TensorEntry } from '../loader/safetensors.js';
-import type { DecoderSpec } from '../model.js';
-import { buildDecoderGraph } from '../onnx/decoder-graph.js';
-import { GraphBuilder } from '../onnx/graph-builder.js';
-import { DataType, type DataTypeCode, encodeModel, type TensorDef } from '../onnx/proto.js';
+import { GraphBuilder } from './graph-builder.js';
+import { DataType, type DataTypeCode, encodeModel, type TensorDef } from './proto.js';
+import type { DerivedWeights, WeightRef } from './weights.js';
 
 /** Bump when the emitted graphs change, so cached graphs are rebuilt. */
 const BUILDER_VERSION = 2;
@@ -38,21 +37,10 @@ export interface CachedGraph {
   externalDataFolder?: string;
 }
 
-/** The decoder graph of a checkpoint (see `cachedGraph`). */
-export function decoderGraph(ckpt: Checkpoint, spec: DecoderSpec, ep: string): CachedGraph {
-  return cachedGraph(ckpt, 'decoder', { spec, ep }, (g, w) => buildDecoderGraph(g, spec, w));
-}
+export type { DerivedWeights } from './weights.js';
 
 export type WeightDtype = 'float32' | 'float16';
 
-/**
- * Initializers a graph computes from the weights at build time (packed or quantized forms),
- * written once into the graph cache beside it.
- */
-export interface DerivedWeights {
-  read(weight: string): Float32Array;
-  add(def: { name: string; dataType: DataTypeCode; dims: number[] }, bytes: Uint8Array): string;
-}
 const SAFETENSORS_DTYPE: Record<WeightDtype, string> = { float32: 'F32', float16: 'F16' };
 
 /**
@@ -65,7 +53,7 @@ export function cachedGraph(
   ckpt: Checkpoint,
   name: string,
   key: object,
-  build: (g: GraphBuilder, w: (weight: string) => string, derived: DerivedWeights) => void,
+  build: (g: GraphBuilder, w: WeightRef, derived: DerivedWeights) => void,
   dtype: WeightDtype = 'float32',
   { convertAll = false } = {},
 ): CachedGraph {

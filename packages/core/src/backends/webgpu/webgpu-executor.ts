@@ -1,17 +1,17 @@
 import * as ort from 'onnxruntime-node';
-import { SwitchyardError } from '../errors.js';
-import type { Executor, KvPoolShape, StepSequence } from '../executor.js';
-import type { Checkpoint } from '../loader/checkpoint.js';
-import { reportLoadProgress } from '../loader/progress.js';
-import { float32ToFloat16 } from '../loader/safetensors.js';
-import type { DecoderSpec } from '../model.js';
-import { DecoderIO } from '../onnx/decoder-graph.js';
-import { GraphBuilder } from '../onnx/graph-builder.js';
-import { buildKvPoolGraph, buildPagedDecoderGraph, PagedDecoderIO } from '../onnx/paged-decoder-graph.js';
-import { encodeModel } from '../onnx/proto.js';
-import { cachedGraph } from './graph-cache.js';
-import { gatherImageRows } from './image-rows.js';
-import { createSession } from './session.js';
+import { SwitchyardError } from '../../errors.js';
+import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
+import type { Checkpoint } from '../../loader/checkpoint.js';
+import { reportLoadProgress } from '../../loader/progress.js';
+import { float32ToFloat16 } from '../../loader/safetensors.js';
+import type { DecoderSpec } from '../../model.js';
+import { DecoderIO } from '../../onnx/decoder-graph.js';
+import { GraphBuilder } from '../../onnx/graph-builder.js';
+import { cachedGraph } from '../../onnx/graph-cache.js';
+import { buildKvPoolGraph, buildPagedDecoderGraph, PagedDecoderIO } from '../../onnx/paged-decoder-graph.js';
+import { encodeModel } from '../../onnx/proto.js';
+import { gatherImageRows } from '../image-rows.js';
+import { createSession, webGpuSessionOptions } from '../ort-session.js';
 
 /** Knobs of the webgpu path, each measured in docs/decisions. */
 export interface WebGpuTuning {
@@ -80,24 +80,21 @@ export class WebGpuExecutor implements Executor {
       'float16',
       { convertAll: graphOptions.linear === 'int4' },
     );
-    // WebGPU validation costs ~5 % of a bs1 step (docs/decisions/0006); ORT's own default is 'basic'.
-    const provider = { name: 'webgpu', validationMode: options.validationMode ?? 'disabled' };
     let session: ort.InferenceSession;
     let poolSession: ort.InferenceSession;
     try {
       reportLoadProgress('opening the decoder session', 0, 1);
-      session = await createSession(graph, {
-        executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
-        graphOptimizationLevel: 'all',
-      });
+      session = await createSession(graph, webGpuSessionOptions(options.validationMode));
       reportLoadProgress('opening the decoder session', 1, 1);
       const g = new GraphBuilder();
       buildKvPoolGraph(g, spec.numLayers);
-      poolSession = await ort.InferenceSession.create(encodeModel(g.build({ '': 21 }, 'kv_pool')), {
-        executionProviders: [provider as ort.InferenceSession.ExecutionProviderConfig],
-        graphOptimizationLevel: 'disabled',
-        preferredOutputLocation: 'gpu-buffer',
-      });
+      poolSession = await ort.InferenceSession.create(
+        encodeModel(g.build({ '': 21 }, 'kv_pool')),
+        webGpuSessionOptions(options.validationMode, {
+          graphOptimizationLevel: 'disabled',
+          preferredOutputLocation: 'gpu-buffer',
+        }),
+      );
     } catch (e) {
       throw new SwitchyardError(
         `the webgpu execution provider could not load the model: ${(e as Error).message}`,

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { backendRegistry, createContainer } from '../container.js';
+import { Checkpoint } from '../loader/checkpoint.js';
+import { llamaFamilyDecoder } from '../models/llama-family.js';
+import { fixture, fixtureTitle } from '../testing/fixtures.js';
+import { webgpuBackend } from './webgpu/webgpu-backend.js';
+
+describe('the backend registry', () => {
+  it('holds the backends core ships, and a miss lists them', () => {
+    const c = createContainer();
+    expect(backendRegistry(c).names()).toEqual(['cpu', 'webgpu']);
+    expect(() => backendRegistry(c).get('tpu')).toThrow("unknown backend 'tpu'; known: cpu, webgpu");
+  });
+
+  it('lists what each backend runs, the default dtype first', () => {
+    const c = createContainer();
+    expect(backendRegistry(c).get('cpu')).toMatchObject({ dtypes: ['float32'], quantizations: ['none'] });
+    expect(backendRegistry(c).get('webgpu')).toMatchObject({
+      dtypes: ['float16'],
+      quantizations: ['none', 'int4'],
+    });
+  });
+
+  const fx = fixture('llama3-tiny');
+  it.skipIf(fx.missing)(fixtureTitle(fx, 'an unknown webgpu setting names the known ones'), async () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const model = { architecture: ckpt.architecture, decoder: llamaFamilyDecoder(ckpt.textConfig) };
+    const options = { blockSize: 16, maxModelLen: 64, dtype: 'float16', quantization: 'none' as const };
+    await expect(
+      webgpuBackend.createExecutor(ckpt, model, { ...options, settings: { fuse: true } }),
+    ).rejects.toThrow("unknown webgpu setting 'fuse'; known: attentionMetadata, validationMode");
+  });
+});

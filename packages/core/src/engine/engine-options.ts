@@ -1,0 +1,85 @@
+import type { GenerationConfigSource } from './generation-defaults.js';
+
+export interface EngineOptions {
+  /** A Hugging Face checkpoint folder. */
+  model: string;
+  /** Registered scheduler name (default 'continuous'). */
+  scheduler?: string;
+  /** Registered KV cache manager name (default 'paged'). */
+  attention?: string;
+  /** Registered backend name (default 'cpu'; core ships 'cpu' and 'webgpu'). */
+  device?: string;
+  /** One of the backend's dtypes (default: its first). */
+  dtype?: string;
+  /** Queue policy of the scheduler: 'fcfs', 'lpm', 'priority' (default 'fcfs'). */
+  policy?: string;
+  blockSize?: number;
+  /** Tokens the KV pool holds (default: the backend's choice; cpu: 512 MiB worth, at most 32768). */
+  kvCacheTokens?: number;
+  /**
+   * Fraction of device memory for weights + KV (vLLM's gpu_memory_utilization); sizes the KV pool
+   * when `kvCacheTokens` is not given. Device backends only (webgpu); the cpu backend refuses it.
+   */
+  memoryUtilization?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  /** Longest prompt + output (default: the model's max positions, at most the pool). */
+  maxModelLen?: number;
+  enablePrefixCaching?: boolean;
+  enableChunkedPrefill?: boolean;
+  numThreads?: number;
+  /** 'int4': weight-only int4 for the linear layers, where the backend lists it (webgpu). */
+  quantization?: 'none' | 'int4';
+  /** Backend-specific settings, passed to the backend untouched (webgpu: `WebGpuTuning`). */
+  settings?: Record<string, unknown>;
+  /** Capacity of the image-embedding cache in MiB (default 256). */
+  imageCacheMb?: number;
+  /** At most this many images in the image-embedding cache (LightLLM's cache_capacity; default no cap). */
+  imageCacheEntries?: number;
+  /** Where omitted sampling settings come from: 'auto' (generation_config.json), 'vllm', 'none', a folder. */
+  generationConfig?: GenerationConfigSource;
+  /** A folder with the tokenizer to use instead of the checkpoint's (vLLM's --tokenizer). */
+  tokenizer?: string;
+  /** A Jinja chat template (source text) to use instead of the checkpoint's. */
+  chatTemplate?: string;
+  /** Run the KV manager's integrity check after every step (tests). */
+  checkIntegrity?: boolean;
+}
+
+export interface EngineInfo {
+  model: string;
+  architecture: string;
+  scheduler: string;
+  attention: string;
+  device: string;
+  dtype: string;
+  blockSize: number;
+  numBlocks: number;
+  kvCacheTokens: number;
+  /** 2 × layers × kv heads × head dim × bytes per element. */
+  kvBytesPerToken: number;
+  maxModelLen: number;
+  vocabSize: number;
+}
+
+export interface EngineStats {
+  numRunning: number;
+  numWaiting: number;
+  /** Fraction of KV blocks referenced by live sequences now, and at most so far. */
+  kvUsage: number;
+  kvPeakUsage: number;
+  /** Unreferenced blocks kept for prefix reuse. */
+  kvCachedBlocks: number;
+  prefixQueries: number;
+  prefixHits: number;
+  /** Prompt tokens served from the prefix cache / prompt tokens looked up. */
+  prefixHitRate: number;
+  numPreemptions: number;
+  numRequestsFinished: number;
+  numRequestsFailed: number;
+  numPromptTokens: number;
+  numGenerationTokens: number;
+  numSteps: number;
+  imageCacheQueries: number;
+  imageCacheHits: number;
+}
