@@ -181,7 +181,9 @@ describe('request log, metrics, stats line, load progress', () => {
     reportLoadProgress('quantizing', 1, 2);
     reportLoadProgress('quantizing', 2, 2);
     stopTty();
-    expect(tty.text()).toContain(`\r\u001b[2Kswitchyard: [${'#'.repeat(15)}${'-'.repeat(15)}]  50% quantizing`);
+    expect(tty.text()).toContain(
+      `\r\u001b[2Kswitchyard: [${'#'.repeat(15)}${'-'.repeat(15)}]  50% quantizing`,
+    );
     expect(tty.text()).toMatch(/\[#{30}\] 100% quantizing \(\d+\.\d s\)\n$/);
   });
 });
