@@ -106,6 +106,8 @@ describe('request log, metrics, stats line, load progress', () => {
       expect(value(`switchyard:request_params_n_bucket{le="2",${m}}`)).toBe(2);
       expect(value(`switchyard:time_to_first_token_seconds_count{${m}}`)).toBe(2);
       expect(value(`switchyard:num_requests_running{${m}}`)).toBe(0);
+      // A counter still at zero is exported, not left out.
+      expect(value(`switchyard:request_failure_total{${m}}`)).toBe(0);
       expect(value('process_cpu_seconds_total')).toBeGreaterThan(0);
       expect(text).toContain('# TYPE switchyard:e2e_request_latency_seconds histogram');
       expect(text).toContain('nodejs_heap_size_used_bytes');

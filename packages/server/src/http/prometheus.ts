@@ -65,8 +65,9 @@ export class ServerMetrics {
         registers,
         collect() {
           const now = read();
-          if (now > last) this.inc(labels, now - last);
-          last = now;
+          // inc by 0 too, so a counter still at zero is exported.
+          this.inc(labels, Math.max(0, now - last));
+          last = Math.max(now, last);
         },
       });
     };
