@@ -92,23 +92,26 @@ export function benchReport(results: GenerateResult[], durationS: number) {
   };
 }
 
+/** The options of `switchyard bench`. */
+export const BENCH_FLAGS = {
+  ...ENGINE_FLAGS,
+  workload: { type: 'string', default: 'random' },
+  'num-requests': { type: 'string', default: '64' },
+  'input-len': { type: 'string', default: '128' },
+  'output-len': { type: 'string', default: '64' },
+  'range-ratio': { type: 'string', default: '0' },
+  'shared-prefix-len': { type: 'string', default: '256' },
+  'num-prefixes': { type: 'string', default: '4' },
+  'request-rate': { type: 'string', default: 'inf' },
+  seed: { type: 'string', default: '0' },
+  url: { type: 'string' },
+} as const;
+
 export async function runBench(
   args: string[],
   toEngineOptions: (v: Record<string, unknown>) => EngineOptions,
 ): Promise<number> {
-  const values = parseFlags(args, {
-    ...ENGINE_FLAGS,
-    workload: { type: 'string', default: 'random' },
-    'num-requests': { type: 'string', default: '64' },
-    'input-len': { type: 'string', default: '128' },
-    'output-len': { type: 'string', default: '64' },
-    'range-ratio': { type: 'string', default: '0' },
-    'shared-prefix-len': { type: 'string', default: '256' },
-    'num-prefixes': { type: 'string', default: '4' },
-    'request-rate': { type: 'string', default: 'inf' },
-    seed: { type: 'string', default: '0' },
-    url: { type: 'string' },
-  } as const);
+  const values = parseFlags(args, BENCH_FLAGS);
   const workload = values.workload;
   if (workload !== 'random' && workload !== 'shared-prefix') {
     throw new SwitchyardError(`--workload must be random or shared-prefix, got '${workload}'`);

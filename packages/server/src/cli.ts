@@ -79,23 +79,26 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The options of `switchyard generate`. */
+export const GENERATE_FLAGS = {
+  ...ENGINE_FLAGS,
+  prompt: { type: 'string' },
+  'prompt-ids': { type: 'string' },
+  messages: { type: 'string' },
+  image: { type: 'string', multiple: true },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'top-k': { type: 'string' },
+  'min-p': { type: 'string' },
+  seed: { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  'ignore-eos': { type: 'boolean' },
+} as const;
+
 async function generate(args: string[]): Promise<number> {
-  const values = parseFlags(args, {
-    ...ENGINE_FLAGS,
-    prompt: { type: 'string' },
-    'prompt-ids': { type: 'string' },
-    messages: { type: 'string' },
-    image: { type: 'string', multiple: true },
-    'max-tokens': { type: 'string' },
-    temperature: { type: 'string' },
-    'top-p': { type: 'string' },
-    'top-k': { type: 'string' },
-    'min-p': { type: 'string' },
-    seed: { type: 'string' },
-    'repetition-penalty': { type: 'string' },
-    stop: { type: 'string', multiple: true },
-    'ignore-eos': { type: 'boolean' },
-  } as const);
+  const values = parseFlags(args, GENERATE_FLAGS);
   const num = (name: keyof typeof values): number | undefined => {
     const v = values[name];
     if (v === undefined) return undefined;

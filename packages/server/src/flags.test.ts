@@ -1,16 +1,25 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kvTokensForMemoryFraction } from '@switchyard/core';
-import { fixture, fixtureTitle } from '@switchyard/core/testing';
+import { fixture, fixtureTitle, repoRoot } from '@switchyard/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BENCH_FLAGS } from './bench.js';
 import { BUILTIN_CHAT_TEMPLATES } from './chat-templates.js';
-import { DEMO_MODEL, DEMO_VISION_MODEL } from './cli.js';
+import { DEMO_MODEL, DEMO_VISION_MODEL, GENERATE_FLAGS } from './cli.js';
 import { createEngine } from './create-engine.js';
-import { ENGINE_FLAGS, engineOptions, normalizeArgs, parseFlags } from './flags.js';
+import {
+  ENGINE_FLAGS,
+  engineOptions,
+  FLAG_ALIASES,
+  normalizeArgs,
+  parseFlags,
+  UNSUPPORTED_FLAGS,
+} from './flags.js';
 import { HELP } from './help.js';
+import { SERVE_FLAGS } from './serve.js';
 
 const BIN = join(import.meta.dirname, '..', 'dist', 'bin.js');
 const run = (...args: string[]) =>
@@ -223,6 +232,43 @@ describe.skipIf(internvl.missing !== undefined)(fixtureTitle(internvl, '--chat-t
       expect(r.outputs[0].tokenIds).toEqual(c.generated_ids);
     } finally {
       await engine.close();
+    }
+  });
+});
+
+describe('--help, docs/CLI.md and the parsers agree', () => {
+  const parsers: Record<string, Record<string, unknown>> = {
+    generate: GENERATE_FLAGS,
+    bench: BENCH_FLAGS,
+    serve: SERVE_FLAGS,
+    start: SERVE_FLAGS,
+  };
+  const flagsIn = (text: string) => [
+    ...new Set([...text.matchAll(/--([a-z][a-z0-9_-]*)/g)].map((m) => m[1])),
+  ];
+  /** What a spelled flag becomes: ours, or the refusal's name. */
+  const resolve = (flag: string) => {
+    const name = flag.replaceAll('_', '-');
+    return FLAG_ALIASES[name] ?? name;
+  };
+
+  it("every option a command's --help names is one that command parses", () => {
+    for (const [cmd, known] of Object.entries(parsers)) {
+      for (const flag of flagsIn(HELP[cmd])) {
+        if (flag === 'help' || UNSUPPORTED_FLAGS[resolve(flag)]) continue;
+        // `start` points at serve's help; generate's help names no other command's flags.
+        expect(Object.keys(known), `${cmd} --help names --${flag}`).toContain(resolve(flag));
+      }
+    }
+  });
+
+  it('every option docs/CLI.md names is parsed by some command, mapped, or refused with a message', () => {
+    const doc = readFileSync(join(repoRoot(import.meta.dirname), 'docs', 'CLI.md'), 'utf8');
+    const all = new Set(Object.values(parsers).flatMap((p) => Object.keys(p)));
+    for (const flag of flagsIn(doc)) {
+      const name = resolve(flag);
+      if (flag === 'help' || UNSUPPORTED_FLAGS[name]) continue;
+      expect(all.has(name), `docs/CLI.md names --${flag}`).toBe(true);
     }
   });
 });

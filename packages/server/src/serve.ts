@@ -8,27 +8,30 @@ import { startStatsLogger } from './stats-logger.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
+/** The options of `switchyard serve` (and `start`). */
+export const SERVE_FLAGS = {
+  ...ENGINE_FLAGS,
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8000' },
+  'api-key': { type: 'string' },
+  'served-model-name': { type: 'string' },
+  'max-waiting': { type: 'string', default: '1024' },
+  'drain-timeout': { type: 'string', default: '30' },
+  'allowed-media-domains': { type: 'string' },
+  'allowed-local-media-path': { type: 'string' },
+  'max-images-per-request': { type: 'string', default: '8' },
+  'log-level': { type: 'string', default: 'info' },
+  'log-prompts': { type: 'boolean' },
+  'no-log-requests': { type: 'boolean' },
+  'stats-interval': { type: 'string', default: '10' },
+} as const;
+
 /**
  * `switchyard serve`: the HTTP server on --host:--port. SIGTERM or SIGINT drains: new requests
  * get 503, running ones finish (up to --drain-timeout seconds), then the process exits 0.
  */
 export async function serve(args: string[], defaultModel: string): Promise<number> {
-  const values = parseFlags(args, {
-    ...ENGINE_FLAGS,
-    host: { type: 'string', default: '127.0.0.1' },
-    port: { type: 'string', default: '8000' },
-    'api-key': { type: 'string' },
-    'served-model-name': { type: 'string' },
-    'max-waiting': { type: 'string', default: '1024' },
-    'drain-timeout': { type: 'string', default: '30' },
-    'allowed-media-domains': { type: 'string' },
-    'allowed-local-media-path': { type: 'string' },
-    'max-images-per-request': { type: 'string', default: '8' },
-    'log-level': { type: 'string', default: 'info' },
-    'log-prompts': { type: 'boolean' },
-    'no-log-requests': { type: 'boolean' },
-    'stats-interval': { type: 'string', default: '10' },
-  } as const);
+  const values = parseFlags(args, SERVE_FLAGS);
   const level = values['log-level'].toLowerCase();
   if (!LOG_LEVELS.includes(level))
     throw new SwitchyardError(
