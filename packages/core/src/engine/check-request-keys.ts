@@ -11,6 +11,9 @@ export const REQUEST_KEYS: readonly string[] = [
   'sampling',
   'priority',
   'cacheSalt',
+  // Structured output's chat-rendering options, validated where they are implemented.
+  'chatTemplateKwargs',
+  'continueFinalMessage',
 ];
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 

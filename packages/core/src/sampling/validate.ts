@@ -34,6 +34,9 @@ export const SAMPLING_KEYS: readonly string[] = [
   'logprobs',
   'logitBias',
   'promptLogprobs',
+  // Structured output's keys (guided decoding), validated where they are implemented.
+  'guided',
+  'jumpForward',
 ];
 const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 /** Request-API spellings whose code-API name is not just the camelCase form. */

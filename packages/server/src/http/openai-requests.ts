@@ -219,6 +219,7 @@ const SGLANG_SAMPLING = new Set([
   'json_schema',
   'regex',
   'ebnf',
+  'jump_forward',
 ]);
 
 /** Refuses keys outside `known` (400 naming the key and where it was). */

@@ -48,6 +48,11 @@ export const ELSEWHERE_FIELDS = new Set([
   'regex',
   'json_schema',
   'ebnf',
+  // The structured-output branch's chat-rendering and decoding options.
+  'continue_final_message',
+  'add_generation_prompt',
+  'chat_template_kwargs',
+  'jump_forward',
 ]);
 export const IGNORED_FIELDS: Record<string, string> = {
   user: 'an end-user id for abuse monitoring; not used here',
