@@ -24,6 +24,7 @@ describe("SGLang's /generate", () => {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
     });
+    // biome-ignore lint/suspicious/noExplicitAny: response bodies of every shape, read field by field
     return { status: r.status, body: (await r.json()) as any };
   };
   /** The chat prompt of a reference case, as SGLang clients send it: rendered text. */
