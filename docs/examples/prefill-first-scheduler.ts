@@ -34,8 +34,10 @@ export class PrefillFirstScheduler extends QueuedScheduler {
       const reserve = Math.min(seq.maxLength, maxModelLen) - hit;
       if (this.queues.running.length >= maxNumSeqs || prompt > budget) break;
       if (!this.kv.allocate(seq, reserve, hit)) break;
-      this.queues.admit(seq);
+      this.queues.admit(seq, hit);
       out.push({ seq, numNewTokens: prompt });
+      // Its prompt's blocks are findable at once: the next prompt of this step may share them.
+      this.queues.commitAhead(out.slice(-1));
       budget -= prompt;
     }
     return out;

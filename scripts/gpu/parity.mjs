@@ -1,15 +1,35 @@
 // fp16 parity of the webgpu path against the transformers fixtures (run on the GPU machine).
-//   node scripts/gpu/parity.mjs FIXTURES_DIR > parity.json
-import { readFileSync } from 'node:fs';
+//   node scripts/gpu/parity.mjs FIXTURES_DIR [EXTRA_FIXTURES_DIR] > parity.json
+// EXTRA_FIXTURES_DIR may hold mistral-tiny (sliding_window 8): the sliding window through
+// PagedAttention's local_window_size, with Mistral registered here as docs/examples does it.
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Checkpoint, createContainer, modelRegistry, WebGpuExecutor } from '@switchyard/core';
+import {
+  Checkpoint,
+  createContainer,
+  llamaFamilyDecoder,
+  modelRegistry,
+  WebGpuExecutor,
+} from '@switchyard/core';
 import { registerBuiltins } from '@switchyard/server';
 
 const root = process.argv[2];
+const extra = process.argv[3];
 const container = registerBuiltins(createContainer());
+modelRegistry(container).register('MistralForCausalLM', {
+  architectures: ['MistralForCausalLM'],
+  describe: (ckpt) => ({
+    architecture: ckpt.architecture,
+    decoder: llamaFamilyDecoder(ckpt.textConfig, {
+      slidingWindow: ckpt.textConfig.sliding_window ?? undefined,
+    }),
+  }),
+});
+const fixtures = ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny'].map((name) => [name, join(root, name)]);
+if (extra && existsSync(join(extra, 'mistral-tiny')))
+  fixtures.push(['mistral-tiny', join(extra, 'mistral-tiny')]);
 const results = [];
-for (const name of ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny']) {
-  const dir = join(root, name);
+for (const [name, dir] of fixtures) {
   const ckpt = Checkpoint.open(dir);
   const spec = modelRegistry(container).get(ckpt.architecture).describe(ckpt);
   const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8'));

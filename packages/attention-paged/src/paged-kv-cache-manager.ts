@@ -77,10 +77,10 @@ export class PagedKvCacheManager implements KvCacheManager {
   }
 
   /**
-   * Grows the sequence's block table to cover `numComputedTokens + numNewTokens` tokens. A new
-   * sequence first takes a reference on its `hit` cached blocks (reviving them out of the free
-   * queue) and gets `numComputedTokens = hit`. New blocks come from the queue head, evicting
-   * the cached prefix they held. Returns false, changing nothing, when the queue is too short.
+   * Grows the sequence's block table to cover `numComputedTokens + numNewTokens` tokens (`hit +
+   * numNewTokens` for a new sequence, which first takes a reference on its `hit` cached blocks,
+   * reviving them out of the free queue). New blocks come from the queue head, evicting the cached
+   * prefix they held. Returns false, changing nothing, when the queue is too short.
    */
   allocate(seq: Sequence, numNewTokens: number, hit = 0): boolean {
     const { state, hitBlocks, numNeeded } = this.plan(seq, numNewTokens, hit);
@@ -90,26 +90,28 @@ export class PagedKvCacheManager implements KvCacheManager {
       for (const b of hitBlocks) this.acquire(b);
       st = { seq, table: hitBlocks.map((b) => b.id), chain: hitBlocks.map((b) => b.reg) };
       this.seqs.set(seq.num, st);
-      seq.numComputedTokens = hit;
       if (this.config.enablePrefixCaching) {
         this.stats.queries += seq.length;
         this.stats.hits += hit;
       }
     }
-    const numTarget = Math.ceil((seq.numComputedTokens + numNewTokens) / this.config.blockSize);
+    const computed = state ? seq.numComputedTokens : hit;
+    const numTarget = Math.ceil((computed + numNewTokens) / this.config.blockSize);
     while (st.table.length < numTarget) st.table.push(this.take().id);
     return true;
   }
 
   /**
-   * Enters the sequence's computed full blocks into the prefix index. A block whose content is
-   * already indexed (computed twice concurrently) stays private; the chain follows the indexed one.
+   * Enters the sequence's full blocks among its first `numTokens` tokens into the prefix index
+   * (blocks being computed this step included: the executor writes them before any attention
+   * reads them). A block whose content is already indexed (computed twice concurrently) stays
+   * private; the chain follows the indexed one.
    */
-  commit(seq: Sequence): void {
+  commit(seq: Sequence, numTokens = seq.numComputedTokens): void {
     const st = this.seqs.get(seq.num);
     if (!st || !this.config.enablePrefixCaching) return;
     const bs = this.config.blockSize;
-    const numFull = Math.min(Math.floor(seq.numComputedTokens / bs), st.table.length);
+    const numFull = Math.min(Math.floor(Math.min(numTokens, seq.length) / bs), st.table.length);
     if (numFull <= st.chain.length) return;
     const keys = prefixKeys(seq, numFull * bs);
     let parent = st.chain.at(-1) ?? this.root(seq.cacheSalt, true);

@@ -96,9 +96,9 @@ export class RadixKvCacheManager implements KvCacheManager {
   }
 
   /**
-   * Grows the sequence's block table to cover `numComputedTokens + numNewTokens` tokens. A new
-   * sequence first locks the path of its `hit` cached pages (splitting a node matched part-way)
-   * and gets `numComputedTokens = hit`. New blocks come from the free list, then from evicting
+   * Grows the sequence's block table to cover `numComputedTokens + numNewTokens` tokens (`hit +
+   * numNewTokens` for a new sequence, which first locks the path of its `hit` cached pages,
+   * splitting a node matched part-way). New blocks come from the free list, then from evicting
    * unlocked leaves. Returns false, changing nothing, when free plus evictable blocks are too few.
    */
   allocate(seq: Sequence, numNewTokens: number, hit = 0): boolean {
@@ -111,29 +111,33 @@ export class RadixKvCacheManager implements KvCacheManager {
       this.lock(node, 1);
       st = { seq, table: [...match.blocks], node, numTreePages: match.blocks.length };
       this.seqs.set(seq.num, st);
-      seq.numComputedTokens = hit;
       if (this.config.enablePrefixCaching) {
         this.stats.queries += seq.length;
         this.stats.hits += hit;
       }
     }
-    const numNew =
-      Math.ceil((seq.numComputedTokens + numNewTokens) / this.config.blockSize) - st.table.length;
+    const computed = state ? seq.numComputedTokens : hit;
+    const numNew = Math.ceil((computed + numNewTokens) / this.config.blockSize) - st.table.length;
     if (numNew > 0) st.table.push(...this.take(numNew));
     return true;
   }
 
   /**
-   * Inserts the sequence's computed full pages into the tree and moves its lock down to the new
-   * end of its path. Pages the tree already held (computed concurrently by another sequence) are
-   * deduplicated: the sequence's table takes the tree's block and its own copy is freed.
+   * Inserts the sequence's full pages among its first `numTokens` tokens into the tree (pages
+   * being computed this step included: the executor writes them before any attention reads them)
+   * and moves its lock down to the new end of its path. A computed page the tree already held
+   * (computed concurrently by another sequence) is deduplicated: the sequence's table takes the
+   * tree's block and its own copy is freed. A page not yet computed is never swapped (this step
+   * writes it into the sequence's own block): the path stops before it, and the pages from there
+   * stay private until they are computed and committed again.
    */
-  commit(seq: Sequence): void {
+  commit(seq: Sequence, numTokens = seq.numComputedTokens): void {
     const st = this.seqs.get(seq.num);
     if (!st || !this.config.enablePrefixCaching) return;
     const bs = this.config.blockSize;
-    const numFull = Math.min(Math.floor(seq.numComputedTokens / bs), st.table.length);
+    let numFull = Math.min(Math.floor(Math.min(numTokens, seq.length) / bs), st.table.length);
     if (numFull <= st.numTreePages) return;
+    const numComputedPages = Math.floor(seq.numComputedTokens / bs);
     const keys = prefixKeys(seq, numFull * bs);
     let node = this.root(seq.cacheSalt);
     for (let page = 0; page < numFull; ) {
@@ -147,14 +151,30 @@ export class RadixKvCacheManager implements KvCacheManager {
         break;
       }
       const m = this.numCommonPages(child, keys, page, numFull);
-      if (m < child.blocks.length) child = this.split(child, m);
-      for (let j = 0; j < m; j++, page++) {
+      let take = m;
+      for (let j = 0; j < m; j++) {
+        if (st.table[page + j] !== child.blocks[j] && page + j >= numComputedPages) {
+          take = j;
+          break;
+        }
+      }
+      if (take === 0) {
+        numFull = page;
+        break;
+      }
+      if (take < child.blocks.length) child = this.split(child, take);
+      for (let j = 0; j < take; j++, page++) {
         if (st.table[page] === child.blocks[j]) continue;
         this.freeBlocks.push(st.table[page]);
         st.table[page] = child.blocks[j];
       }
       node = child;
+      if (take < m) {
+        numFull = page;
+        break;
+      }
     }
+    if (numFull <= st.numTreePages) return;
     this.lock(node, 1);
     this.lock(st.node, -1);
     st.node = node;

@@ -28,6 +28,9 @@ export interface KvPoolShape {
 /**
  * Runs the model: owns the sessions and the physical KV pool. One `run` per engine step; it reads
  * the batch's cached KV from the pool and writes the new tokens' KV into it at their slots.
+ * Within a step, every new token's K/V counts as written before any attention reads: a sequence's
+ * cached positions may lie in blocks another sequence of the same batch computes in this step
+ * (prefix sharing within a step, see `KvCacheManager.commit`), and must read those new values.
  */
 export interface Executor {
   readonly device: string;

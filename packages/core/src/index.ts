@@ -1,8 +1,10 @@
 export type { DependencyContainer } from 'tsyringe';
 export * from './backends/cpu/cpu-backend.js';
 export { CpuExecutor, type CpuExecutorOptions } from './backends/cpu/cpu-executor.js';
+export * from './backends/cpu/gathered-attention.js';
 export * from './backends/index.js';
 export * from './backends/ort-vision-runner.js';
+export * from './backends/webgpu/paged-attention.js';
 export * from './backends/webgpu/webgpu-backend.js';
 export {
   WebGpuExecutor,
@@ -35,8 +37,10 @@ export * from './loader/tokenizer.js';
 export * from './model.js';
 export * from './models/llama-family.js';
 export * from './models/vlm.js';
+export * from './onnx/decoder-recipe.js';
 export * from './onnx/graph-builder.js';
 export * from './onnx/graph-cache.js';
+export * from './onnx/rope.js';
 export * from './onnx/vit.js';
 export * from './onnx/weights.js';
 export * from './prefix-keys.js';

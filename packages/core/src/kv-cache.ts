@@ -32,18 +32,26 @@ export interface PrefixCacheStats {
  *
  * Protocol, per step, driven by the scheduler:
  * - `matchPrefix(seq)` (pure) tells how many leading tokens of a new sequence are cached;
- * - `allocate(seq, n, hit)` makes room for `n` more tokens beyond `seq.numComputedTokens`; for a
- *   sequence the manager has not seen it first acquires the `hit` cached tokens (as matchPrefix
- *   returned them) and sets `seq.numComputedTokens = hit`. Returns false, changing nothing, when
- *   the pool has no room; the scheduler then preempts and retries;
- * - after the step ran, the scheduler advances `seq.numComputedTokens` and calls `commit(seq)`,
- *   which makes the now-computed full blocks findable by later prefix matches;
+ * - `allocate(seq, n, hit)` makes room for `n` more tokens beyond what the sequence has computed:
+ *   `hit` for a sequence the manager has not seen (it first acquires the `hit` cached tokens, as
+ *   matchPrefix returned them), else `seq.numComputedTokens`. Returns false, changing nothing,
+ *   when the pool has no room; the scheduler then preempts and retries. On success with a new
+ *   sequence the scheduler sets `seq.numComputedTokens = hit`: the manager never writes `Sequence`
+ *   state (the scheduler owns `numComputedTokens`);
+ * - `commit(seq, numTokens)` makes the sequence's full blocks among its first `numTokens` tokens
+ *   findable by prefix matches. The scheduler calls it as soon as it has scheduled the tokens
+ *   (numTokens = computed + scheduled), so that a sequence admitted later in the same step hits
+ *   blocks this step computes — the executor writes a step's new K/V before any attention of the
+ *   step reads them (vLLM's way). It commits only what is sure to run: never a sequence it may
+ *   still preempt in the same `schedule()`. After the step it advances `numComputedTokens` and
+ *   calls `commit(seq)` again (numTokens defaults to `seq.numComputedTokens`);
  * - `free(seq)` releases the sequence's references (finish, abort, preemption); a no-op for a
  *   sequence holding none.
  *
  * `matchPrefix` and the `allocate` that uses its hit must run back to back: another allocation in
  * between may evict the matched blocks, and `allocate` then throws. A `hit` passed for a sequence
- * the manager already holds is ignored. `seq.numCachedTokens` is the engine's to set.
+ * the manager already holds is ignored. When a step fails, the engine calls `reset()` once the
+ * step's sequences are freed, so blocks committed ahead for it and never written are forgotten.
  */
 export interface KvCacheManager {
   readonly config: KvCacheConfig;
@@ -61,11 +69,14 @@ export interface KvCacheManager {
   /** Whether `allocate` would succeed now. */
   canAllocate(seq: Sequence, numNewTokens: number, hit?: number): boolean;
 
-  /** See the protocol above. Mutates the pool and, for a new sequence, `seq.numComputedTokens`. */
+  /** See the protocol above. Mutates the pool, never the sequence. */
   allocate(seq: Sequence, numNewTokens: number, hit?: number): boolean;
 
-  /** Registers the sequence's computed full blocks in the prefix index. */
-  commit(seq: Sequence): void;
+  /**
+   * Registers the sequence's full blocks among its first `numTokens` tokens (default: its computed
+   * ones) in the prefix index; blocks past its computed tokens must be written in the current step.
+   */
+  commit(seq: Sequence, numTokens?: number): void;
 
   /** Releases every block reference the sequence holds (tail blocks first become evictable first). */
   free(seq: Sequence): void;

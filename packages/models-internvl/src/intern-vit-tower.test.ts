@@ -22,7 +22,6 @@ import {
   rmsNorm,
   rng,
   selfAttention,
-  syntheticPixels,
   type Weights,
   weightsOf,
   withCls,

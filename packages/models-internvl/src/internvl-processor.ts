@@ -3,12 +3,10 @@ import {
   type ImageProcessorConfig,
   type ProcessOptions,
   type ProcessorOutput,
-  padImage,
   processingSettings,
   processorConfigError,
   type RgbImage,
   readSizeSpec,
-  resizeAndCenterCrop,
   resizeImage,
   writePixelValues,
 } from '@switchyard/core';

@@ -1,15 +1,11 @@
 import {
-  cropImage,
   type ImageProcessorConfig,
   type ProcessOptions,
   type ProcessorOutput,
-  padImage,
   processingSettings,
-  processorConfigError,
   type RgbImage,
   readSizeSpec,
   resizeAndCenterCrop,
-  resizeImage,
   writePixelValues,
 } from '@switchyard/core';
 

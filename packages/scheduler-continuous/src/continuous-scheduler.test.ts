@@ -23,6 +23,17 @@ const tokensOf = (out: { scheduled: { seq: { id: string }; numNewTokens: number 
   Object.fromEntries(out.scheduled.map((x) => [x.seq.id, x.numNewTokens]));
 
 describe('ContinuousScheduler', () => {
+  it('shares a prefix within one step: a later admission hits what an earlier one computes', () => {
+    const { cfg, kv, s } = setup({}, 64, makeKv(64, true));
+    const a = makeSeq('a', 14, 2);
+    const b = makeSeq('b', 14, 2, { prompt: [...a.promptIds.slice(0, 12), 7, 8] });
+    s.add(a);
+    s.add(b);
+    expect(tokensOf(step(s, kv, cfg))).toEqual({ a: 14, b: 2 });
+    expect(b.numCachedTokens).toBe(12);
+    expect(kv.blockTable(b).slice(0, 3)).toEqual(kv.blockTable(a).slice(0, 3));
+  });
+
   it('splits a long prompt into chunks within the budget (chunked prefill)', () => {
     const { cfg, kv, s } = setup({ maxNumBatchedTokens: 32 });
     s.add(makeSeq('a', 100, 2));

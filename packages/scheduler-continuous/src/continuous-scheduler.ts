@@ -38,6 +38,8 @@ export class ContinuousScheduler extends QueuedScheduler {
       budget -= n;
     }
 
+    // No more preemptions this step: what runs can be committed ahead, for admissions to hit.
+    this.queues.commitAhead(scheduled);
     // Admitting while preempting would only evict what was just admitted.
     if (preempted.length === 0) {
       for (const seq of this.policy.order(waiting.toArray(), this.kv)) {
@@ -50,8 +52,9 @@ export class ContinuousScheduler extends QueuedScheduler {
         const n = this.numTokens(seq.length - hit, budget);
         // Stop at the first that does not fit, so that large sequences are not starved.
         if (n === 0 || !this.kv.allocate(seq, n, hit)) break;
-        this.queues.admit(seq);
+        this.queues.admit(seq, hit);
         scheduled.push({ seq, numNewTokens: n });
+        this.queues.commitAhead(scheduled.slice(-1));
         budget -= n;
       }
     }

@@ -42,6 +42,17 @@ describe('FcfsScheduler', () => {
     expect(kv.blockTable(b).length).toBe(4);
   });
 
+  it('shares a prefix within the first prefill step: later members hit what earlier ones compute', () => {
+    const { cfg, kv, s } = setup({}, 64, makeKv(64, true));
+    const a = makeSeq('a', 14, 2);
+    const b = makeSeq('b', 14, 2, { prompt: [...a.promptIds.slice(0, 12), 7, 8] });
+    s.add(a);
+    s.add(b);
+    expect(tokensOf(step(s, kv, cfg))).toEqual({ a: 14, b: 2 });
+    expect(b.numCachedTokens).toBe(12);
+    expect(kv.blockTable(b).slice(0, 3)).toEqual(kv.blockTable(a).slice(0, 3));
+  });
+
   it('prefills the batch, then decodes one token per member until all finish', () => {
     const { cfg, kv, s } = setup();
     s.add(makeSeq('a', 5, 2));

@@ -19,12 +19,18 @@ export class FcfsScheduler extends QueuedScheduler {
     const batch = this.queues.running.toArray();
     const prefilling = batch.filter((s) => s.numComputedTokens < s.numPromptTokens);
     const scheduled = prefilling.length > 0 ? this.prefill(prefilling) : this.decode(batch);
+    this.queues.commitAhead(scheduled);
     const numBatchedTokens = scheduled.reduce((sum, s) => sum + s.numNewTokens, 0);
     return { scheduled, preempted: [], numBatchedTokens };
   }
 
+  /**
+   * Admits the batch. A prompt that the first prefill step will run whole (the same pick as
+   * `prefill`) is committed ahead, so later members of the batch share its prefix in that step.
+   */
   private admitBatch(): void {
     const { maxNumSeqs, maxModelLen } = this.config;
+    let budget = this.config.maxNumBatchedTokens;
     for (const seq of this.policy.order(this.queues.waiting.toArray(), this.kv)) {
       if (this.queues.running.length >= maxNumSeqs) break;
       const reservation = Math.min(seq.maxLength, maxModelLen);
@@ -34,7 +40,12 @@ export class FcfsScheduler extends QueuedScheduler {
       }
       const hit = this.kv.matchPrefix(seq);
       if (!this.kv.allocate(seq, reservation - hit, hit)) break;
-      this.queues.admit(seq);
+      this.queues.admit(seq, hit);
+      const prompt = seq.numUncomputedTokens;
+      if (prompt <= budget) {
+        this.queues.commitAhead([{ seq, numNewTokens: prompt }]);
+        budget -= prompt;
+      }
     }
   }
 

@@ -1,3 +1,4 @@
+import { SwitchyardError } from '../errors.js';
 import type { Executor } from '../executor.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec, VisionTowerSpec } from '../model.js';
@@ -34,7 +35,10 @@ export interface Backend {
   readonly quantizations: readonly ('none' | 'int4')[];
   /** Builds the decoder executor; its `pool` says how many blocks it allocated. */
   createExecutor(checkpoint: Checkpoint, model: ModelSpec, options: ExecutorOptions): Promise<Executor>;
-  /** Runs a model's vision tower (VLMs); absent = the backend cannot run towers. */
+  /**
+   * Runs a model's vision tower (VLMs); absent = the backend cannot run towers. `dtype` is the
+   * decoder's; a backend may run towers in another (cpu and webgpu run them in fp32).
+   */
   createVisionRunner?(
     checkpoint: Checkpoint,
     tower: VisionTowerSpec,
@@ -42,11 +46,23 @@ export interface Backend {
   ): Promise<VisionRunner>;
 }
 
-/** KV pool tokens for a byte budget: `kvCacheTokens` when given, else `bytes` worth, at most `maxTokens`. */
+/**
+ * KV pool tokens for a backend with a fixed byte budget: `kvCacheTokens` when given, else `bytes`
+ * worth, at most `maxTokens`. Such a backend does not measure device memory, so it refuses
+ * `memoryUtilization` rather than ignore it.
+ */
 export function kvPoolTokens(
-  options: Pick<ExecutorOptions, 'kvCacheTokens'>,
+  backend: string,
+  options: Pick<ExecutorOptions, 'kvCacheTokens' | 'memoryUtilization'>,
   kvBytesPerToken: number,
   budget: { bytes: number; maxTokens: number },
 ): number {
+  if (options.memoryUtilization !== undefined) {
+    throw new SwitchyardError(
+      `memoryUtilization is not supported on the ${backend} device; size the KV pool with kvCacheTokens`,
+      'invalid_request',
+      'memoryUtilization',
+    );
+  }
   return options.kvCacheTokens ?? Math.min(budget.maxTokens, Math.floor(budget.bytes / kvBytesPerToken));
 }

@@ -188,10 +188,7 @@ export class Engine {
     if (out.scheduled.length === 0) return this.failStuck();
     const now = performance.now();
     const batch: StepSequence[] = out.scheduled.map(({ seq, numNewTokens }) => {
-      if (seq.firstScheduledTime === undefined) {
-        seq.firstScheduledTime = now;
-        seq.numCachedTokens = seq.numComputedTokens;
-      }
+      seq.firstScheduledTime ??= now;
       const start = seq.numComputedTokens;
       const tokenIds = new Array<number>(numNewTokens);
       for (let i = 0; i < numNewTokens; i++) tokenIds[i] = seq.tokenAt(start + i);
@@ -275,12 +272,16 @@ export class Engine {
     this.outputs.settle(state, error);
   }
 
-  /** A step that fails (a bug, not bad input) ends the requests in it; the rest go on. */
+  /**
+   * A step that fails (a bug, not bad input) ends the requests in it; the rest go on. Blocks
+   * committed ahead for the step were never written: the KV manager forgets its cached prefixes.
+   */
   private failBatch(out: SchedulerOutput, error: Error): void {
     for (const state of new Set(out.scheduled.map(({ seq }) => this.bySeq.get(seq)!))) {
       const why = `request ${state.id} failed in the model step: ${error.message}`;
       this.stop(state.id, new SwitchyardError(why, 'internal'));
     }
+    this.kv.reset();
   }
 
   /** Nothing could be scheduled although sequences wait: they can never fit; fail them clearly. */

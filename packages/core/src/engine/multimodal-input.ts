@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { SwitchyardError } from '../errors.js';
+import { decodeDataUrl } from '../image/data-url.js';
 import type { ChatMessage } from '../loader/chat-template.js';
 import type { MultimodalSpec, ProcessedImage } from '../model.js';
 
@@ -46,21 +47,7 @@ export function collectImages(
 /** The bytes of an image input. File paths are for trusted callers (the CLI); servers pass bytes. */
 export function imageBytes(input: ImageInput): Uint8Array {
   if (typeof input !== 'string') return input;
-  if (input.startsWith('data:')) {
-    const comma = input.indexOf(',');
-    if (comma < 0 || !/;base64$/i.test(input.slice(0, comma))) {
-      throw new SwitchyardError(
-        'an image data URL must look like data:image/png;base64,…',
-        'invalid_request',
-        'image',
-      );
-    }
-    const payload = input.slice(comma + 1);
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 !== 0) {
-      throw new SwitchyardError('the image data URL is not valid base64', 'invalid_request', 'image');
-    }
-    return new Uint8Array(Buffer.from(payload, 'base64'));
-  }
+  if (/^data:/i.test(input)) return decodeDataUrl(input, { param: 'image' });
   try {
     return new Uint8Array(readFileSync(input));
   } catch {

@@ -6,7 +6,7 @@ import {
   resizeImage,
   toPixelValues,
 } from './resize.js';
-import type { ProcessorOutput, RgbImage } from './types.js';
+import type { RgbImage } from './types.js';
 
 /** An image processor's settings as transformers saves them (snake_case JSON). */
 export type ImageProcessorConfig = Record<string, unknown>;

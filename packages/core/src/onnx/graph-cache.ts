@@ -20,7 +20,7 @@ import { DataType, type DataTypeCode, encodeModel, type TensorDef } from './prot
 import type { DerivedWeights, WeightRef } from './weights.js';
 
 /** Bump when the emitted graphs change, so cached graphs are rebuilt. */
-const BUILDER_VERSION = 2;
+const BUILDER_VERSION = 3;
 
 export function cacheRoot(): string {
   return process.env.SWITCHYARD_CACHE_DIR ?? join(homedir(), '.cache', 'switchyard');

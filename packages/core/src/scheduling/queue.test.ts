@@ -11,7 +11,8 @@ function fakeKv() {
   const calls: string[] = [];
   const kv = {
     config: { blockSize: 4, numBlocks: 2, enablePrefixCaching: false },
-    commit: (s: Sequence) => calls.push(`commit ${s.id} ${s.numComputedTokens}`),
+    commit: (s: Sequence, n?: number) =>
+      calls.push(`commit ${s.id} ${s.numComputedTokens}${n === undefined ? '' : ` ahead ${n}`}`),
     free: (s: Sequence) => calls.push(`free ${s.id}`),
   } as unknown as KvCacheManager;
   return { kv, calls };
@@ -48,8 +49,32 @@ describe('RequestQueues', () => {
     const rq = new RequestQueues(fakeKv().kv);
     const a = seq('a');
     rq.add(a);
-    rq.admit(a);
+    rq.admit(a, 0);
     expect([rq.waiting.length, rq.running.has(a), a.status]).toEqual([0, true, 'running']);
+  });
+
+  it('admit sets the computed tokens to the hit, and the cached tokens at the first admission', () => {
+    const rq = new RequestQueues(fakeKv().kv);
+    const a = seq('a');
+    rq.add(a);
+    rq.admit(a, 4);
+    expect([a.numComputedTokens, a.numCachedTokens, a.status]).toEqual([4, 4, 'running']);
+    rq.abort('a');
+    a.numPreemptions = 1;
+    a.numComputedTokens = 0;
+    rq.add(a);
+    rq.admit(a, 8);
+    expect([a.numComputedTokens, a.numCachedTokens]).toEqual([8, 4]);
+  });
+
+  it('commitAhead commits what the step will have computed', () => {
+    const { kv, calls } = fakeKv();
+    const rq = new RequestQueues(kv);
+    const a = seq('a');
+    rq.add(a);
+    rq.admit(a, 0);
+    rq.commitAhead([{ seq: a, numNewTokens: 3 }]);
+    expect(calls).toEqual(['commit a 0 ahead 3']);
   });
 
   it('update advances, commits, and frees and drops finished sequences', () => {
@@ -58,7 +83,7 @@ describe('RequestQueues', () => {
     const [a, b] = [seq('a'), seq('b')];
     for (const s of [a, b]) {
       rq.add(s);
-      rq.admit(s);
+      rq.admit(s, 0);
     }
     b.status = 'finished';
     rq.update({
@@ -78,7 +103,7 @@ describe('RequestQueues', () => {
     const rq = new RequestQueues(kv);
     const a = seq('a');
     rq.add(a);
-    rq.admit(a);
+    rq.admit(a, 0);
     rq.abort('a');
     rq.update({ scheduled: [{ seq: a, numNewTokens: 3 }], preempted: [], numBatchedTokens: 3 });
     expect([calls, a.numComputedTokens]).toEqual([['free a'], 0]);
@@ -90,7 +115,7 @@ describe('RequestQueues', () => {
     const [a, b] = [seq('a'), seq('b')];
     rq.add(a);
     rq.add(b);
-    rq.admit(a);
+    rq.admit(a, 0);
     expect([rq.abort('a'), rq.abort('b'), rq.abort('a')]).toEqual([a, b, undefined]);
     expect(calls).toEqual(['free a']);
     expect([a.finishReason, b.finishReason, b.status, rq.hasUnfinished()]).toEqual([

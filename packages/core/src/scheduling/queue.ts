@@ -1,5 +1,5 @@
 import type { KvCacheManager } from '../kv-cache.js';
-import type { SchedulerOutput } from '../scheduler.js';
+import type { ScheduledSequence, SchedulerOutput } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
 
 /** Sequences in order, with lookup by id. An array underneath: queues here hold hundreds, not millions. */
@@ -71,11 +71,24 @@ export class RequestQueues {
     this.waiting.push(seq);
   }
 
-  /** Moves `seq`, whose KV the caller just allocated, from waiting to running. */
-  admit(seq: Sequence): void {
+  /**
+   * Moves `seq`, whose KV the caller just allocated with `hit` cached tokens, from waiting to
+   * running: its computed tokens become `hit` (and, at its first admission, its cached tokens).
+   */
+  admit(seq: Sequence, hit: number): void {
     this.waiting.remove(seq);
     this.running.push(seq);
     seq.status = 'running';
+    seq.numComputedTokens = hit;
+    if (seq.numPreemptions === 0) seq.numCachedTokens = hit;
+  }
+
+  /**
+   * Commits the scheduled tokens' full blocks ahead of the step (see `KvCacheManager.commit`), so
+   * sequences admitted after them in this step hit them. Only for sequences sure to run.
+   */
+  commitAhead(scheduled: readonly ScheduledSequence[]): void {
+    for (const { seq, numNewTokens } of scheduled) this.kv.commit(seq, seq.numComputedTokens + numNewTokens);
   }
 
   /** Drops a waiting sequence that can never run, marking it finished with reason 'error'. */

@@ -50,8 +50,9 @@ export interface FixtureReference {
 
 const warned = new Set<string>();
 
-export function fixture(name: string): Fixture {
-  const dir = join(fixturesRoot(), name);
+/** The fixture `name` in `root` (default: `fixturesRoot()`). */
+export function fixture(name: string, root = fixturesRoot()): Fixture {
+  const dir = join(root, name);
   const missing = existsSync(join(dir, 'reference.json')) ? undefined : `fixture folder ${dir} is missing`;
   if (missing && !warned.has(dir)) {
     warned.add(dir);

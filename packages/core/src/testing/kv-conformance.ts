@@ -37,10 +37,13 @@ class Driver {
   /** Matches, allocates `n` more tokens (default: the rest of the sequence); returns the hit. */
   admit(seq: Sequence, n?: number): number {
     const hit = this.kv.matchPrefix(seq);
+    const before = seq.numComputedTokens;
     const ok = this.kv.allocate(seq, n ?? seq.length - hit, hit);
+    // The manager never writes the sequence; the scheduler sets the computed tokens.
+    expect(seq.numComputedTokens).toBe(before);
+    if (ok) seq.numComputedTokens = hit;
     this.kv.checkIntegrity();
     if (!ok) throw new Error(`no room for ${seq.id}`);
-    expect(seq.numComputedTokens).toBe(hit);
     return hit;
   }
 
@@ -233,6 +236,34 @@ export function kvCacheConformance(name: string, make: (cfg: KvCacheConfig) => K
       expect(probe()).toBe(8);
       d.compute(a, 3);
       expect(probe()).toBe(12);
+    });
+
+    it('commits ahead: a sequence admitted in the same step hits the blocks another computes in it', () => {
+      const d = setup();
+      const a = seqOf(range(0, 10));
+      d.admit(a);
+      d.kv.commit(a, a.length); // scheduled: its K/V is written in this step, before attention
+      d.kv.checkIntegrity();
+      const b = seqOf([...range(0, 10), 50, 51]);
+      expect(d.admit(b, 4)).toBe(8);
+      expect(d.kv.blockTable(b).slice(0, 2)).toEqual(d.kv.blockTable(a).slice(0, 2));
+      d.compute(a);
+      d.compute(b);
+      expect(d.kv.prefixStats()).toEqual({ queries: 10 + 12, hits: 8 });
+      d.free(a, b);
+      expect(d.kv.usage().numUsedBlocks).toBe(0);
+    });
+
+    it('commits ahead no further than the sequence, and a later commit changes nothing', () => {
+      const d = setup();
+      const a = seqOf(range(0, 9));
+      d.admit(a);
+      d.kv.commit(a, 100);
+      const table = [...d.kv.blockTable(a)];
+      d.compute(a);
+      expect(d.kv.blockTable(a)).toEqual(table);
+      expect(d.kv.matchPrefix(seqOf(range(0, 12)))).toBe(8);
+      d.free(a);
     });
 
     it('caches the KV of decoded tokens', () => {
@@ -430,6 +461,7 @@ function randomWorkload(kv: KvCacheManager, seed: number, numOps: number): void 
       const can = kv.canAllocate(s, n, hit);
       expect(kv.allocate(s, n, hit)).toBe(can);
       if (can) {
+        s.numComputedTokens = hit;
         live.push(s);
         verify(s);
         run(s, n);
@@ -437,6 +469,33 @@ function randomWorkload(kv: KvCacheManager, seed: number, numOps: number): void 
         numRejected++;
         waiting.push(s);
       }
+    } else if (r < 0.4 && live.length < 7) {
+      // One step admitting two sequences with a shared prompt: the first commits its blocks
+      // ahead, the second hits them, and reads them only after the step wrote them.
+      const a = newSeq();
+      const ha = kv.matchPrefix(a);
+      const na = a.length - ha;
+      if (!kv.canAllocate(a, na, ha)) continue;
+      expect(kv.allocate(a, na, ha)).toBe(true);
+      a.numComputedTokens = ha;
+      live.push(a);
+      kv.commit(a, a.length);
+      kv.checkIntegrity();
+      const b = seqOf([...a.promptIds, 1, 2, 3, 4, 5], { cacheSalt: a.cacheSalt, mm: [...a.mm] });
+      const hb = kv.matchPrefix(b);
+      expect(
+        hb,
+        'a sequence admitted in the same step hits the blocks committed ahead',
+      ).toBeGreaterThanOrEqual(Math.floor(a.length / bs) * bs);
+      const nb = b.length - hb;
+      const admitB = kv.canAllocate(b, nb, hb);
+      expect(kv.allocate(b, nb, hb)).toBe(admitB);
+      if (admitB) {
+        b.numComputedTokens = hb;
+        live.push(b);
+      }
+      run(a, na);
+      if (admitB) run(b, nb);
     } else if (r < 0.8 && live.length > 0) {
       const s = pick(live);
       if (s.numUncomputedTokens === 0) s.outputIds.push(pick([1, 2, 60, 61]));

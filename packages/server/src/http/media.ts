@@ -6,7 +6,8 @@ import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { domainToASCII, fileURLToPath } from 'node:url';
-import { badRequest, HttpError } from './errors.js';
+import { decodeDataUrl } from '@switchyard/core';
+import { badRequest, HttpError, toHttpError } from './errors.js';
 
 /** Where images named in requests may come from, and how large they may be. */
 export interface MediaPolicy {
@@ -50,7 +51,13 @@ export async function loadMedia(url: string, policy: MediaPolicy, param = 'messa
     );
   }
   const maxBytes = policy.maxBytes ?? DEFAULT_MAX_MEDIA_BYTES;
-  if (/^data:/i.test(url)) return decodeDataUrl(url, maxBytes, param);
+  if (/^data:/i.test(url)) {
+    try {
+      return decodeDataUrl(url, { maxBytes, param });
+    } catch (e) {
+      throw toHttpError(e);
+    }
+  }
   if (isAbsolute(url)) return readLocal(url, policy, maxBytes, param);
   let parsed: URL;
   try {
@@ -93,62 +100,6 @@ function show(s: string): string {
 
 const tooLarge = (size: number | string, maxBytes: number, param: string) =>
   badRequest(`the image is ${size} bytes, more than the ${maxBytes}-byte limit; send a smaller image`, param);
-
-// ---------------------------------------------------------------- data: URLs
-
-const BASE64_BODY = /^[A-Za-z0-9+/]*$/;
-
-function decodeDataUrl(url: string, maxBytes: number, param: string): Uint8Array {
-  const comma = url.indexOf(',');
-  if (comma < 0) {
-    throw badRequest('the image data URL has no comma; use data:image/<type>;base64,<payload>', param);
-  }
-  const header = url.slice(5, comma).split(';');
-  const mediaType = header[0].trim().toLowerCase();
-  if (!/^image\/[a-z0-9][a-z0-9.+-]*$/.test(mediaType)) {
-    throw badRequest(
-      `the data URL's media type ${show(header[0])} is not an image type; use data:image/<type>;base64,<payload>`,
-      param,
-    );
-  }
-  if (header[header.length - 1].trim().toLowerCase() !== 'base64' || header.length < 2) {
-    throw badRequest(
-      'the image data URL is not base64-encoded; use data:image/<type>;base64,<payload>',
-      param,
-    );
-  }
-  const payload = url.slice(comma + 1);
-  if (payload === '')
-    throw badRequest('the image data URL has an empty payload; include the base64 image bytes', param);
-  const padStart = payload.indexOf('=');
-  const body = padStart < 0 ? payload : payload.slice(0, padStart);
-  const padding = payload.length - body.length;
-  if (!BASE64_BODY.test(body)) {
-    const at = body.search(/[^A-Za-z0-9+/]/);
-    throw badRequest(
-      `the image data URL's payload is not valid base64: ${JSON.stringify(body[at])} at position ${at}; ` +
-        'use standard base64 (A-Z, a-z, 0-9, +, /) with no spaces, line breaks or URL-safe characters',
-      param,
-    );
-  }
-  if (padding > 2 || !/^=*$/.test(payload.slice(padStart < 0 ? payload.length : padStart))) {
-    throw badRequest(
-      "the image data URL's base64 payload has '=' padding in the wrong place; '=' may only end it",
-      param,
-    );
-  }
-  if (payload.length % 4 !== 0) {
-    throw badRequest(
-      `the image data URL's base64 payload is ${payload.length} characters long, not a multiple of 4; ` +
-        "pad it with '=' to a multiple of 4",
-      param,
-    );
-  }
-  const size = (payload.length / 4) * 3 - padding;
-  if (size > maxBytes) throw tooLarge(size, maxBytes, param);
-  const bytes = Buffer.from(body, 'base64');
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
 
 // ---------------------------------------------------------------- addresses
 

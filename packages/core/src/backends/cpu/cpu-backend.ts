@@ -27,7 +27,7 @@ export function createCpuBackend({ name = 'cpu', sessionOptions }: CpuBackendOpt
     quantizations: ['none'],
     async createExecutor(checkpoint, model, options) {
       const d = model.decoder;
-      if (options.memoryUtilization !== undefined && options.kvCacheTokens === undefined) {
+      if (options.memoryUtilization !== undefined) {
         throw new SwitchyardError(
           'a GPU memory fraction needs a device pool, and the cpu backend has none; size the KV cache with --kv-cache-tokens N (or use --device webgpu)',
           'invalid_request',
@@ -35,7 +35,7 @@ export function createCpuBackend({ name = 'cpu', sessionOptions }: CpuBackendOpt
         );
       }
       const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
-      const tokens = kvPoolTokens(options, kvBytesPerToken, CPU_KV_BUDGET);
+      const tokens = kvPoolTokens(name, options, kvBytesPerToken, CPU_KV_BUDGET);
       const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));
       return CpuExecutor.create(checkpoint, d, {
         numBlocks,

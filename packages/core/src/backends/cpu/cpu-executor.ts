@@ -2,10 +2,11 @@ import * as ort from 'onnxruntime-node';
 import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
 import type { Checkpoint } from '../../loader/checkpoint.js';
 import type { DecoderSpec } from '../../model.js';
-import { buildDecoderGraph, DecoderIO } from '../../onnx/decoder-graph.js';
+import { buildDecoder, DecoderIO } from '../../onnx/decoder-recipe.js';
 import { cachedGraph } from '../../onnx/graph-cache.js';
 import { gatherImageRows } from '../image-rows.js';
 import { cpuSessionOptions, openSession } from '../ort-session.js';
+import { gatheredAttention, GatheredAttentionIO as IO } from './gathered-attention.js';
 
 const MASKED = -1e9;
 
@@ -16,11 +17,23 @@ export interface CpuExecutorOptions extends KvPoolShape {
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
+/** The CPU backend's decoder: the shared recipe in fp32 with gathered attention. */
+const CPU_RECIPE = {
+  attention: gatheredAttention,
+  dtype: 'float32',
+  linear: 'gemm',
+  fuseProjections: false,
+  fuseNorms: false,
+  argmax: false,
+} as const;
+
 /**
  * The CPU execution provider in fp32. The KV pool is one Float32Array per layer for K and one for
  * V, laid out [numBlocks · blockSize, kvHeads · headDim]: slot = block · blockSize + offset. Each
  * step gathers the batch's cached KV from the pool, runs the decoder graph once over the packed
- * tokens, and scatters the new tokens' K/V back to their slots.
+ * tokens, and scatters the new tokens' K/V back to their slots. A cached position whose slot
+ * another sequence of the same step computes (a block shared within the step) is read from that
+ * sequence's new K/V in the graph, so it is written before it is read.
  */
 export class CpuExecutor implements Executor {
   readonly device = 'cpu';
@@ -50,7 +63,9 @@ export class CpuExecutor implements Executor {
     spec: DecoderSpec,
     options: CpuExecutorOptions,
   ): Promise<CpuExecutor> {
-    const graph = cachedGraph(ckpt, 'decoder', { spec, ep: 'cpu' }, (g, w) => buildDecoderGraph(g, spec, w));
+    const graph = cachedGraph(ckpt, 'decoder', { spec, ep: 'cpu', recipe: 'gathered' }, (g, w) =>
+      buildDecoder(g, spec, w, CPU_RECIPE),
+    );
     const session = await openSession(graph, `decoder (${ckpt.dir})`, 'cpu', {
       ...cpuSessionOptions(options.numThreads),
       ...options.sessionOptions,
@@ -64,8 +79,8 @@ export class CpuExecutor implements Executor {
     let T = 0;
     let P = 0;
     let S = 0;
-    const members: Member[] = batch.map((s) => {
-      const m = { s, token: T, past: P };
+    const members: Member[] = batch.map((s, index) => {
+      const m = { s, index, token: T, past: P };
       T += s.tokenIds.length;
       P += s.start;
       if (s.allLogits) S += s.tokenIds.length;
@@ -88,47 +103,38 @@ export class CpuExecutor implements Executor {
       if (s.allLogits) for (let i = 0; i < s.tokenIds.length; i++) sampleIndex[sampled++] = token + i;
       else if (s.sample) sampleIndex[sampled++] = token + s.tokenIds.length - 1;
     }
+    const keyRows = keyRowsOf(members, pastSlots, newSlots, P);
     // Decodes (one new token) and prefill chunks attend in separate padded groups.
     const outIndex = new Int32Array(T);
-    const decode = attentionGroup(
-      members.filter((m) => m.s.tokenIds.length === 1),
-      P,
-      outIndex,
-      0,
-    );
-    const prefill = attentionGroup(
-      members.filter((m) => m.s.tokenIds.length !== 1),
-      P,
-      outIndex,
-      decode.numRows,
-    );
+    const window = this.spec.slidingWindow;
+    const decodes = members.filter((m) => m.s.tokenIds.length === 1);
+    const decode = attentionGroup(decodes, keyRows, P, outIndex, 0, window);
+    const prefills = members.filter((m) => m.s.tokenIds.length !== 1);
+    const prefill = attentionGroup(prefills, keyRows, P, outIndex, decode.numRows, window);
 
     const feeds: Record<string, ort.Tensor> = {
       [DecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
-      [DecoderIO.positionIds]: new ort.Tensor('int32', positions, [T]),
-      [DecoderIO.outIndex]: new ort.Tensor('int32', outIndex, [T]),
+      [IO.positionIds]: new ort.Tensor('int32', positions, [T]),
+      [IO.outIndex]: new ort.Tensor('int32', outIndex, [T]),
       [DecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
     };
     if (this.spec.imageEmbeds) Object.assign(feeds, this.imageFeeds(batch, T));
     [decode, prefill].forEach((grp, i) => {
-      feeds[DecoderIO.kvIndex(i)] = new ort.Tensor('int32', grp.kvIndex, [grp.kvIndex.length]);
-      feeds[DecoderIO.qIndex(i)] = new ort.Tensor('int32', grp.qIndex, [grp.qIndex.length]);
-      feeds[DecoderIO.attnBias(i)] = new ort.Tensor('float32', grp.bias, [grp.B, 1, 1, grp.Lq, grp.Lk]);
+      feeds[IO.kvIndex(i)] = new ort.Tensor('int32', grp.kvIndex, [grp.kvIndex.length]);
+      feeds[IO.qIndex(i)] = new ort.Tensor('int32', grp.qIndex, [grp.qIndex.length]);
+      feeds[IO.attnBias(i)] = new ort.Tensor('float32', grp.bias, [grp.B, 1, 1, grp.Lq, grp.Lk]);
     });
     for (let l = 0; l < this.spec.numLayers; l++) {
-      feeds[DecoderIO.pastKey(l)] = new ort.Tensor('float32', gatherRows(this.keys[l], pastSlots, row), [
-        P,
-        row,
-      ]);
-      feeds[DecoderIO.pastValue(l)] = new ort.Tensor('float32', gatherRows(this.values[l], pastSlots, row), [
+      feeds[IO.pastKey(l)] = new ort.Tensor('float32', gatherRows(this.keys[l], pastSlots, row), [P, row]);
+      feeds[IO.pastValue(l)] = new ort.Tensor('float32', gatherRows(this.values[l], pastSlots, row), [
         P,
         row,
       ]);
     }
     const out = await this.session.run(feeds);
     for (let l = 0; l < this.spec.numLayers; l++) {
-      scatterRows(this.keys[l], newSlots, out[DecoderIO.presentKey(l)].data as Float32Array, row);
-      scatterRows(this.values[l], newSlots, out[DecoderIO.presentValue(l)].data as Float32Array, row);
+      scatterRows(this.keys[l], newSlots, out[IO.presentKey(l)].data as Float32Array, row);
+      scatterRows(this.values[l], newSlots, out[IO.presentValue(l)].data as Float32Array, row);
     }
     for (const tensor of Object.values(out)) if (tensor !== out[DecoderIO.logits]) tensor.dispose();
     return out[DecoderIO.logits].data as Float32Array;
@@ -150,6 +156,8 @@ export class CpuExecutor implements Executor {
 
 interface Member {
   s: StepSequence;
+  /** Position in the batch. */
+  index: number;
   /** Row of the sequence's first new token in the packed batch. */
   token: number;
   /** Row of its first cached token in the gathered past. */
@@ -167,10 +175,42 @@ interface AttentionGroup {
 }
 
 /**
- * The padded layout of one attention group; fills `outIndex` for its tokens, whose padded rows
- * start at `rowBase`. An empty group becomes one fully masked dummy sequence.
+ * Per sequence, the row of concat(past, new) holding each cached position's K/V: its gathered
+ * past row, or — when another sequence of this step writes that slot — that token's new row.
  */
-function attentionGroup(members: Member[], P: number, outIndex: Int32Array, rowBase: number): AttentionGroup {
+function keyRowsOf(members: Member[], pastSlots: Int32Array, newSlots: Int32Array, P: number): Int32Array[] {
+  let written: Map<number, number> | undefined;
+  const rows = members.map(({ s, past }) => {
+    const r = new Int32Array(s.start);
+    for (let j = 0; j < s.start; j++) r[j] = past + j;
+    return r;
+  });
+  members.forEach(({ s, past }, m) => {
+    for (let j = 0; j < s.start; j++) {
+      if (!written) {
+        written = new Map();
+        for (let t = 0; t < newSlots.length; t++) written.set(newSlots[t], P + t);
+      }
+      const row = written.get(pastSlots[past + j]);
+      if (row !== undefined) rows[m][j] = row;
+    }
+  });
+  return rows;
+}
+
+/**
+ * The padded layout of one attention group; fills `outIndex` for its tokens, whose padded rows
+ * start at `rowBase`. A query at position p sees keys p - window + 1 … p (all keys up to p without
+ * a window). An empty group becomes one fully masked dummy sequence.
+ */
+function attentionGroup(
+  members: Member[],
+  keyRows: Int32Array[],
+  P: number,
+  outIndex: Int32Array,
+  rowBase: number,
+  window: number | undefined,
+): AttentionGroup {
   const B = Math.max(1, members.length);
   let Lq = 1;
   let Lk = 1;
@@ -181,14 +221,15 @@ function attentionGroup(members: Member[], P: number, outIndex: Int32Array, rowB
   const kvIndex = new Int32Array(B * Lk);
   const qIndex = new Int32Array(B * Lq);
   const bias = new Float32Array(B * Lq * Lk).fill(MASKED);
-  members.forEach(({ s, token, past }, b) => {
-    for (let j = 0; j < s.start; j++) kvIndex[b * Lk + j] = past + j;
+  members.forEach(({ s, token, index }, b) => {
+    kvIndex.set(keyRows[index], b * Lk);
     for (let i = 0; i < s.tokenIds.length; i++) {
       const pos = s.start + i;
       kvIndex[b * Lk + pos] = P + token + i;
       qIndex[b * Lq + i] = token + i;
       outIndex[token + i] = rowBase + b * Lq + i;
-      bias.fill(0, (b * Lq + i) * Lk, (b * Lq + i) * Lk + pos + 1);
+      const first = window ? Math.max(0, pos - window + 1) : 0;
+      bias.fill(0, (b * Lq + i) * Lk + first, (b * Lq + i) * Lk + pos + 1);
     }
   });
   return { B, Lq, Lk, kvIndex, qIndex, bias, numRows: B * Lq };

@@ -41,7 +41,13 @@ export const webgpuBackend: Backend = {
   async createExecutor(checkpoint, model, options) {
     const d = model.decoder;
     const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 2;
-    let tokens = kvPoolTokens(options, kvBytesPerToken, WEBGPU_KV_BUDGET);
+    // The GPU has a device pool: a memory fraction sizes it (kvCacheTokens, when given, wins).
+    let tokens = kvPoolTokens(
+      'webgpu',
+      { kvCacheTokens: options.kvCacheTokens },
+      kvBytesPerToken,
+      WEBGPU_KV_BUDGET,
+    );
     if (options.memoryUtilization !== undefined && options.kvCacheTokens === undefined) {
       const totalBytes = deviceMemoryBytes();
       if (totalBytes === undefined) {

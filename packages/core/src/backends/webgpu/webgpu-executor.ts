@@ -5,13 +5,13 @@ import type { Checkpoint } from '../../loader/checkpoint.js';
 import { reportLoadProgress } from '../../loader/progress.js';
 import { float32ToFloat16 } from '../../loader/safetensors.js';
 import type { DecoderSpec } from '../../model.js';
-import { DecoderIO } from '../../onnx/decoder-graph.js';
+import { buildDecoder, DecoderIO, type DecoderRecipeOptions } from '../../onnx/decoder-recipe.js';
 import { GraphBuilder } from '../../onnx/graph-builder.js';
-import { cachedGraph } from '../../onnx/graph-cache.js';
-import { buildKvPoolGraph, buildPagedDecoderGraph, PagedDecoderIO } from '../../onnx/paged-decoder-graph.js';
+import { cachedGraph, type DerivedWeights } from '../../onnx/graph-cache.js';
 import { encodeModel } from '../../onnx/proto.js';
 import { gatherImageRows } from '../image-rows.js';
 import { createSession, webGpuSessionOptions } from '../ort-session.js';
+import { buildKvPoolGraph, PagedAttentionIO, pagedAttention } from './paged-attention.js';
 
 /** Knobs of the webgpu path, each measured in docs/decisions. */
 export interface WebGpuTuning {
@@ -30,6 +30,27 @@ export interface WebGpuTuning {
 export interface WebGpuExecutorOptions extends KvPoolShape, WebGpuTuning {
   /** Longest sequence the engine admits (sizes the rotary tables). */
   maxModelLen: number;
+}
+
+/** The webgpu backend's decoder: the shared recipe in fp16 with PagedAttention. */
+export function webGpuRecipe(
+  options: Required<Pick<WebGpuTuning, 'attentionMetadata' | 'linear' | 'fuseProjections' | 'fuseNorms'>> & {
+    maxPositions: number;
+  },
+  derived?: DerivedWeights,
+): DecoderRecipeOptions {
+  return {
+    attention: pagedAttention({
+      maxPositions: options.maxPositions,
+      attentionMetadata: options.attentionMetadata,
+    }),
+    dtype: 'float16',
+    linear: options.linear,
+    fuseProjections: options.fuseProjections,
+    fuseNorms: options.fuseNorms,
+    argmax: true,
+    derived,
+  };
 }
 
 /**
@@ -68,7 +89,7 @@ export class WebGpuExecutor implements Executor {
     const graphOptions = {
       maxPositions: options.maxModelLen,
       attentionMetadata: options.attentionMetadata ?? true,
-      linear: options.linear ?? 'matmul',
+      linear: options.linear ?? ('matmul' as const),
       fuseProjections: options.fuseProjections ?? true,
       fuseNorms: options.fuseNorms ?? true,
     };
@@ -76,7 +97,7 @@ export class WebGpuExecutor implements Executor {
       ckpt,
       'decoder-paged',
       { spec, ep: 'webgpu', ...graphOptions },
-      (g, w, derived) => buildPagedDecoderGraph(g, spec, w, graphOptions, derived),
+      (g, w, derived) => buildDecoder(g, spec, w, webGpuRecipe(graphOptions, derived)),
       'float16',
       { convertAll: graphOptions.linear === 'int4' },
     );
@@ -109,12 +130,12 @@ export class WebGpuExecutor implements Executor {
   }
 
   async run(batch: readonly StepSequence[]): Promise<Float32Array> {
-    const out = await this.step(batch, PagedDecoderIO.logits);
+    const out = await this.step(batch, DecoderIO.logits);
     return out.data as Float32Array;
   }
 
   async runGreedy(batch: readonly StepSequence[]): Promise<Int32Array> {
-    const out = await this.step(batch, PagedDecoderIO.nextTokens);
+    const out = await this.step(batch, DecoderIO.nextTokens);
     return Int32Array.from(out.data as BigInt64Array, Number);
   }
 
@@ -151,14 +172,18 @@ export class WebGpuExecutor implements Executor {
     });
     const feeds: Record<string, ort.Tensor> = {
       ...this.pools,
-      [PagedDecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
-      [PagedDecoderIO.cuSeqlens]: new ort.Tensor('int32', cu, [B + 1]),
-      [PagedDecoderIO.pastSeqlens]: new ort.Tensor('int32', past, [B]),
-      [PagedDecoderIO.blockTable]: new ort.Tensor('int32', table, [B, this.maxBlocks]),
-      [PagedDecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
+      [DecoderIO.inputIds]: new ort.Tensor('int32', inputIds, [T]),
+      [PagedAttentionIO.cuSeqlens]: new ort.Tensor('int32', cu, [B + 1]),
+      [PagedAttentionIO.pastSeqlens]: new ort.Tensor('int32', past, [B]),
+      [PagedAttentionIO.blockTable]: new ort.Tensor('int32', table, [B, this.maxBlocks]),
+      [DecoderIO.sampleIndex]: new ort.Tensor('int32', sampleIndex, [S]),
     };
     if (this.options.attentionMetadata ?? true) {
-      feeds[PagedDecoderIO.attentionMetadata] = new ort.Tensor('int32', Int32Array.from([maxQ, maxKv]), [2]);
+      feeds[PagedAttentionIO.attentionMetadata] = new ort.Tensor(
+        'int32',
+        Int32Array.from([maxQ, maxKv]),
+        [2],
+      );
     }
     if (this.spec.imageEmbeds) Object.assign(feeds, imageFeeds(batch, this.spec.hiddenSize, T));
     const started = performance.now();

@@ -1,17 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { Checkpoint } from '../loader/checkpoint.js';
-import { readTensorF32 } from '../loader/safetensors.js';
-import { llamaFamilyDecoder } from '../models/llama-family.js';
-import { fixture, fixtureTitle } from '../testing/fixtures.js';
-import { GraphBuilder } from './graph-builder.js';
-import {
-  buildKvPoolGraph,
-  buildPagedDecoderGraph,
-  PagedDecoderIO,
-  type PagedDecoderOptions,
-} from './paged-decoder-graph.js';
-import { DataType, encodeModel } from './proto.js';
-import { dequantizeInt4 } from './quantize.js';
+import { Checkpoint } from '../../loader/checkpoint.js';
+import { readTensorF32 } from '../../loader/safetensors.js';
+import { llamaFamilyDecoder } from '../../models/llama-family.js';
+import { buildDecoder, DecoderIO } from '../../onnx/decoder-recipe.js';
+import { GraphBuilder } from '../../onnx/graph-builder.js';
+import { DataType, encodeModel } from '../../onnx/proto.js';
+import { dequantizeInt4 } from '../../onnx/quantize.js';
+import { fixture, fixtureTitle } from '../../testing/fixtures.js';
+import { buildKvPoolGraph, PagedAttentionIO as PagedDecoderIO } from './paged-attention.js';
+import { webGpuRecipe } from './webgpu-executor.js';
+
+type PagedDecoderOptions = Parameters<typeof webGpuRecipe>[0];
 
 /**
  * The GPU graph cannot run here (PagedAttention has no CPU kernel); these tests pin its structure
@@ -33,18 +32,20 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the paged fp16 decoder graph'), ()
     const spec = llamaFamilyDecoder(ckpt.textConfig, { qkvBias: true, oBias: false });
     const g = new GraphBuilder();
     const derivedAdded: { name: string; dims: number[]; bytes: Uint8Array }[] = [];
-    buildPagedDecoderGraph(
+    buildDecoder(
       g,
       spec,
       (n) => n,
-      { ...base, ...options },
-      {
-        read: (n) => readTensorF32(ckpt.tensor(n)),
-        add: (def, bytes) => {
-          derivedAdded.push({ name: def.name, dims: def.dims, bytes });
-          return def.name;
+      webGpuRecipe(
+        { ...base, ...options },
+        {
+          read: (n) => readTensorF32(ckpt.tensor(n)),
+          add: (def, bytes) => {
+            derivedAdded.push({ name: def.name, dims: def.dims, bytes });
+            return def.name;
+          },
         },
-      },
+      ),
     );
     return { g, spec, derivedAdded, ckpt };
   };
@@ -68,7 +69,7 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the paged fp16 decoder graph'), ()
       expect(node.outputs).toHaveLength(1);
       expect(node.inputs[16]).toBe(PagedDecoderIO.attentionMetadata);
     }
-    expect(g.outputs.map((o) => o.name)).toEqual([PagedDecoderIO.logits, PagedDecoderIO.nextTokens]);
+    expect(g.outputs.map((o) => o.name)).toEqual([DecoderIO.logits, DecoderIO.nextTokens]);
     expect(encodeModel(g.build({ '': 21, 'com.microsoft': 1 })).length).toBeGreaterThan(1000);
   });
 
@@ -79,6 +80,21 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the paged fp16 decoder graph'), ()
     expect(count(fused.g, 'MatMul')).toBe(4 * fused.spec.numLayers + 1);
     expect(count(unfused.g, 'MatMul')).toBe(7 * unfused.spec.numLayers + 1);
     expect(count(fused.g, 'SkipSimplifiedLayerNormalization')).toBe(2 * fused.spec.numLayers);
+  });
+
+  it("passes a model's sliding window to PagedAttention as the positions before the token", () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const spec = {
+      ...llamaFamilyDecoder(ckpt.textConfig, { qkvBias: true, oBias: false }),
+      slidingWindow: 8,
+    };
+    const g = new GraphBuilder();
+    buildDecoder(g, spec, (n) => n, webGpuRecipe(base));
+    const attention = g.nodes.filter((n) => n.op === 'PagedAttention');
+    expect(attention.length).toBe(spec.numLayers);
+    for (const node of attention) expect(node.attrs).toMatchObject({ local_window_size: 7 });
+    const full = build({}).g.nodes.filter((n) => n.op === 'PagedAttention');
+    for (const node of full) expect(node.attrs).not.toHaveProperty('local_window_size');
   });
 
   it('quantizes the linear layers to int4 in MatMulNBits layout, the head stays fp16', () => {
