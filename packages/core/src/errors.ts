@@ -10,6 +10,8 @@ export class SwitchyardError extends Error {
       | 'not_found'
       | 'model_load'
       | 'capacity'
+      /** A budget is full for now (image work in flight); retrying later can succeed. */
+      | 'overloaded'
       | 'internal' = 'invalid_request',
     readonly param?: string,
   ) {

@@ -34,6 +34,7 @@ export * from './loader/checkpoint.js';
 export * from './loader/progress.js';
 export * from './loader/safetensors.js';
 export * from './loader/tokenizer.js';
+export * from './loader/tokenizer-thread.js';
 export * from './model.js';
 export * from './models/llama-family.js';
 export * from './models/vlm.js';

@@ -212,6 +212,8 @@ export async function runHttpBench(
   const max = opts.maxConcurrency ?? Number.POSITIVE_INFINITY;
   if (!(max >= 1)) throw new SwitchyardError(`maxConcurrency must be at least 1, got ${max}`);
   const bodies = workload.requests.map((r, i) => {
+    if (r.images?.length)
+      throw new SwitchyardError(`request ${r.id ?? i} has images; the completions API takes none`);
     const prompt = r.promptIds ?? r.prompt;
     if (prompt === undefined) {
       throw new SwitchyardError(`request ${r.id ?? i} has no prompt or promptIds to send over HTTP`);
@@ -225,22 +227,29 @@ export async function runHttpBench(
   const model = opts.model ?? (await firstModel(url, opts.apiKey));
   const limit = limiter(max);
   const t0 = performance.now();
-  const results = await Promise.all(
-    bodies.map(async (b, i) => {
-      const wait = t0 + workload.arrivals[i] * 1000 - performance.now();
-      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-      const body = {
-        model,
-        prompt: b.prompt,
-        max_tokens: b.max_tokens,
-        ignore_eos: true,
-        stream: true,
-        stream_options: { include_usage: true },
-        temperature: 0,
-      };
-      return limit(() => sendOne(url, body, opts.apiKey, b.promptLen));
-    }),
-  );
+  const sent: Promise<HttpResult>[] = [];
+  bodies.forEach((b, i) => {
+    sent.push(
+      (async () => {
+        // A chained request (multi-turn) waits for the one it follows.
+        const before = workload.after?.[i] ?? -1;
+        if (before >= 0) await sent[before];
+        const wait = t0 + workload.arrivals[i] * 1000 - performance.now();
+        if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+        const body = {
+          model,
+          prompt: b.prompt,
+          max_tokens: b.max_tokens,
+          ignore_eos: true,
+          stream: true,
+          stream_options: { include_usage: true },
+          temperature: 0,
+        };
+        return limit(() => sendOne(url, body, opts.apiKey, b.promptLen));
+      })(),
+    );
+  });
+  const results = await Promise.all(sent);
   return { results, durationS: (performance.now() - t0) / 1000 };
 }
 

@@ -133,7 +133,8 @@ async function generate(args: string[]): Promise<number> {
   const stopProgress = process.stderr.isTTY ? showLoadProgress(process.stderr) : () => {};
   let engine: Engine;
   try {
-    engine = await createEngine(engineOptions(values));
+    // One request: decoding its images on this thread beats starting worker threads for them.
+    engine = await createEngine({ ...engineOptions(values), images: { workers: false } });
   } finally {
     stopProgress();
   }
@@ -168,7 +169,7 @@ async function generate(args: string[]): Promise<number> {
 
 /** A one-question chat with the demo model, printed. */
 async function chat(): Promise<number> {
-  const engine: Engine = await createEngine({ model: DEMO_VISION_MODEL });
+  const engine: Engine = await createEngine({ model: DEMO_VISION_MODEL, images: { workers: false } });
   try {
     const question = 'What color is the circle?';
     const picture = join(DEMO_VISION_MODEL, 'examples', 'scene1.png');

@@ -27,9 +27,21 @@ export function registerBuiltins(container: DependencyContainer): DependencyCont
 
 /**
  * Builds an engine from named parts. Pass `container` to use parts of your own registered beside
- * (or instead of) the built-in ones; by default a container with the built-ins is made.
+ * (or instead of) the built-in ones; by default a container with the built-ins is made, and a VLM's
+ * images are decoded on worker threads that register the built-ins too (with your own container,
+ * name your registering modules in `images.workers` to get the same).
  */
 export function createEngine(options: EngineOptions & { container?: DependencyContainer }): Promise<Engine> {
   const { container, ...rest } = options;
+  if (!container && rest.images?.workers === undefined) {
+    // Images are decoded and preprocessed on worker threads, which register the same built-ins.
+    rest.images = { ...rest.images, workers: { model: rest.model, modules: [builtinsModule()] } };
+  }
   return Engine.create(rest, container ?? registerBuiltins(createContainer()));
+}
+
+/** This module, for threads to import: the build's copy when running from sources (tests). */
+export function builtinsModule(): string {
+  const here = import.meta.url;
+  return here.endsWith('.ts') ? new URL('../dist/create-engine.js', here).href : here;
 }

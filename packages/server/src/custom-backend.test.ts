@@ -36,7 +36,7 @@ describe('a backend registered from outside the packages (docs/examples)', () =>
 
   it('is refused by name where it is not registered, and lists the known ones', async () => {
     await expect(createEngine({ model: DEMO_MODEL, device: 'cpu-sequential' })).rejects.toThrow(
-      "device 'cpu-sequential' is not available; available: cpu, webgpu",
+      "device 'cpu-sequential' is not available; available: cpu, cuda, webgpu",
     );
   });
 });

@@ -14,14 +14,15 @@ import { mistral, register as registerMistral } from '../../../docs/examples/mis
 import { registerBuiltins } from './create-engine.js';
 
 /**
- * The Mistral fixture (transformers' outputs, sliding_window 8, prompts longer than that):
- * $SWITCHYARD_MISTRAL_FIXTURES, else the shared fixtures, else ../fixtures-extra beside the checkout.
+ * The Mistral fixture (transformers' outputs, sliding_window 8, prompts longer than that) lives with
+ * the example, in docs/examples/fixtures (made by scripts/make_fixtures.py); $SWITCHYARD_MISTRAL_FIXTURES
+ * or a mistral-tiny in the shared fixtures take precedence.
  */
 const root =
   process.env.SWITCHYARD_MISTRAL_FIXTURES ??
   (existsSync(join(fixturesRoot(), 'mistral-tiny'))
     ? fixturesRoot()
-    : join(repoRoot(), '..', 'fixtures-extra'));
+    : join(repoRoot(), 'docs', 'examples', 'fixtures'));
 
 const container = () => {
   const c = registerBuiltins(createContainer());

@@ -21,13 +21,13 @@ describe('engine', () => {
 
   it('names what is available for an unknown device, dtype or quantization', async () => {
     await expect(createEngine({ model: DEMO_MODEL, device: 'tpu' as 'cpu' })).rejects.toThrow(
-      /device 'tpu' is not available; available: cpu, webgpu/,
+      /device 'tpu' is not available; available: cpu, cuda, webgpu/,
     );
     await expect(createEngine({ model: DEMO_MODEL, dtype: 'float16' })).rejects.toThrow(
       /not supported on the cpu device; use float32/,
     );
     await expect(createEngine({ model: DEMO_MODEL, quantization: 'int4' })).rejects.toThrow(
-      /quantization 'int4' is not available on the cpu device; use int4 with --device webgpu/,
+      /quantization 'int4' is not available on the cpu device; use int4 with --device cuda or webgpu/,
     );
   });
 

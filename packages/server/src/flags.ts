@@ -20,6 +20,7 @@ export const ENGINE_FLAGS = {
   'block-size': { type: 'string' },
   'no-prefix-caching': { type: 'boolean' },
   'enable-prefix-caching': { type: 'boolean' },
+  'no-chunked-prefill': { type: 'boolean' },
   quantization: { type: 'string' },
   'generation-config': { type: 'string' },
   'image-cache-mb': { type: 'string' },
@@ -189,6 +190,7 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
       : values['enable-prefix-caching']
         ? true
         : undefined,
+    enableChunkedPrefill: values['no-chunked-prefill'] ? false : undefined,
     quantization: values.quantization as EngineOptions['quantization'],
     generationConfig: values['generation-config'] as string | undefined,
     imageCacheMb: int('image-cache-mb', 0),

@@ -16,6 +16,7 @@ export const ENGINE_HELP = `engine options (generate, bench, serve); the model m
   --gpu-memory-utilization F   webgpu: size the KV pool from F of the GPU's memory
                                (also --mem-fraction-static, --mem_fraction)
   --block-size N  --no-prefix-caching (also --disable-radix-cache)  --enable-prefix-caching
+  --no-chunked-prefill         whole prompts only (the token budget must hold the longest)
   --generation-config auto|vllm|none|DIR  omitted sampling settings: auto = the model's
                                generation_config.json, vllm = vLLM's defaults, none = greedy
   --image-cache-mb N (256)  --image-cache-entries N (also --cache_capacity)
@@ -32,7 +33,8 @@ export const HELP: Record<string, string> = {
   --stop STR                   (repeatable)  --ignore-eos
 ${ENGINE_HELP}`,
   bench: `usage: switchyard bench --model DIR [options]
-  --workload random|shared-prefix   (default random)
+  --workload random|shared-prefix|multi-turn|images   (default random)
+  --num-turns N (4)  --num-images N (4)
   --num-requests N (64)  --input-len N (128)  --output-len N (64)  --range-ratio R (0)
   --shared-prefix-len N (256)  --num-prefixes N (4)  --request-rate R|inf (inf)  --seed S (0)
   --url http://host:port       measure a running server instead of an in-process engine
@@ -46,6 +48,11 @@ ${ENGINE_HELP}`,
   --log-prompts                put prompt text in the request lines (never by default)
   --no-log-requests            no request lines (also --disable-log-requests)
   --stats-interval S (10)      a throughput / queue / KV line every S seconds while busy; 0: off
+  --max-image-pixels N         width × height of all images of one request (larger: 400)
+  --max-image-pixels-in-flight N  pixels decoded and preprocessed at once, all requests together
+  --image-threads N            worker threads that decode and preprocess images
+  --headers-timeout S (10)  --request-timeout S (60)  --keep-alive-timeout S   slow clients
+  --no-playground              no page at / and no /v1/playground/*
   with no model, serves the embedded vision demo
 ${ENGINE_HELP}`,
   start: `usage: switchyard start [serve options]

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
-import { SwitchyardError } from '@switchyard/core';
-import { createEngine } from './create-engine.js';
+import { createContainer, SwitchyardError } from '@switchyard/core';
+import { builtinsModule, createEngine, registerBuiltins } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
 import { buildServer } from './http/app.js';
 import { showLoadProgress } from './load-progress.js';
@@ -24,11 +24,19 @@ export const SERVE_FLAGS = {
   'log-prompts': { type: 'boolean' },
   'no-log-requests': { type: 'boolean' },
   'stats-interval': { type: 'string', default: '10' },
+  'no-playground': { type: 'boolean' },
+  'max-image-pixels': { type: 'string' },
+  'max-image-pixels-in-flight': { type: 'string' },
+  'image-threads': { type: 'string' },
+  'headers-timeout': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'keep-alive-timeout': { type: 'string' },
 } as const;
 
 /**
  * `switchyard serve`: the HTTP server on --host:--port. SIGTERM or SIGINT drains: new requests
- * get 503, running ones finish (up to --drain-timeout seconds), then the process exits 0.
+ * get 503, running ones finish (up to --drain-timeout seconds), what is left is stopped, every
+ * connection closed, and the process exits 0.
  */
 export async function serve(args: string[], defaultModel: string): Promise<number> {
   const values = parseFlags(args, SERVE_FLAGS);
@@ -43,14 +51,36 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       throw new SwitchyardError(`--${name} must be an integer ≥ ${min}, got '${values[name]}'`);
     return n;
   };
+  const optional = (name: keyof typeof values, min: number) =>
+    values[name] === undefined ? undefined : num(name, min);
+  const seconds = (name: keyof typeof values) => {
+    if (values[name] === undefined) return undefined;
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < 0)
+      throw new SwitchyardError(`--${name} must be a number of seconds ≥ 0, got '${values[name]}'`);
+    return n * 1000;
+  };
   const port = num('port', 0);
-  const options = engineOptions({ ...values, model: values.model ?? defaultModel });
+  const model = values.model ?? defaultModel;
+  const options = engineOptions({ ...values, model });
   // A busy port is reported now, not after the model has loaded.
   await checkPortFree(values.host, port);
+  const container = registerBuiltins(createContainer());
+  const threads = optional('image-threads', 1);
   const stopProgress = showLoadProgress(process.stderr);
   let engine: Awaited<ReturnType<typeof createEngine>>;
   try {
-    engine = await createEngine(options);
+    engine = await createEngine({
+      ...options,
+      container,
+      images: {
+        maxPixelsPerRequest: optional('max-image-pixels', 1),
+        maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),
+        maxWaiting: num('max-waiting', 1) * Math.max(1, num('max-images-per-request', 0)),
+        // The container holds only the built-ins: the image threads register the same.
+        workers: { model, modules: [builtinsModule()], ...(threads === undefined ? {} : { threads }) },
+      },
+    });
   } finally {
     stopProgress();
   }
@@ -69,6 +99,12 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
         .map((d) => d.trim().toLowerCase())
         .filter(Boolean),
       allowedLocalPath: values['allowed-local-media-path'],
+    },
+    playground: values['no-playground'] ? undefined : { engineOptions: options, container },
+    timeouts: {
+      headersTimeoutMs: seconds('headers-timeout'),
+      requestTimeoutMs: seconds('request-timeout'),
+      keepAliveTimeoutMs: seconds('keep-alive-timeout'),
     },
   });
   let address: string;

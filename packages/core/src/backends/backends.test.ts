@@ -10,8 +10,8 @@ import { webgpuBackend } from './webgpu/webgpu-backend.js';
 describe('the backend registry', () => {
   it('holds the backends core ships, and a miss lists them', () => {
     const c = createContainer();
-    expect(backendRegistry(c).names()).toEqual(['cpu', 'webgpu']);
-    expect(() => backendRegistry(c).get('tpu')).toThrow("unknown backend 'tpu'; known: cpu, webgpu");
+    expect(backendRegistry(c).names()).toEqual(['cpu', 'cuda', 'webgpu']);
+    expect(() => backendRegistry(c).get('tpu')).toThrow("unknown backend 'tpu'; known: cpu, cuda, webgpu");
   });
 
   it('lists what each backend runs, the default dtype first', () => {

@@ -1,3 +1,4 @@
+import type { ImageLimits } from '../image/image-pipeline.js';
 import type { GenerationConfigSource } from './generation-defaults.js';
 
 export interface EngineOptions {
@@ -42,6 +43,11 @@ export interface EngineOptions {
   tokenizer?: string;
   /** A Jinja chat template (source text) to use instead of the checkpoint's. */
   chatTemplate?: string;
+  /**
+   * Budgets of image work (pixels per request, pixels decoded at once) and the worker threads that
+   * decode and preprocess images (see `ImageLimits`; by default images are processed on this thread).
+   */
+  images?: ImageLimits;
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }
@@ -65,6 +71,8 @@ export interface EngineInfo {
 export interface EngineStats {
   numRunning: number;
   numWaiting: number;
+  /** Requests being prepared (tokenized, images decoded and encoded), not yet queued. */
+  numPreparing: number;
   /** Fraction of KV blocks referenced by live sequences now, and at most so far. */
   kvUsage: number;
   kvPeakUsage: number;
@@ -77,6 +85,8 @@ export interface EngineStats {
   numPreemptions: number;
   numRequestsFinished: number;
   numRequestsFailed: number;
+  /** Requests stopped before they finished (client gone, `abort`, a drain). */
+  numRequestsAborted: number;
   numPromptTokens: number;
   numGenerationTokens: number;
   numSteps: number;

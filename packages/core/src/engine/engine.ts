@@ -1,10 +1,11 @@
 import type { DependencyContainer } from 'tsyringe';
 import { SwitchyardError } from '../errors.js';
-import type { Executor, StepSequence } from '../executor.js';
+import type { Executor } from '../executor.js';
+import { ImagePipeline } from '../image/image-pipeline.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
-import { Sampler, tokenLogprob } from '../sampling/sampler.js';
+import { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import type { SamplingParams } from '../sampling-params.js';
 import type { Scheduler, SchedulerOutput } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
@@ -18,6 +19,8 @@ import { EngineMetrics, engineStats } from './metrics.js';
 import { OutputProcessor } from './output-processor.js';
 import type { GenerateRequest, GenerateResult, StreamEvent } from './request.js';
 import { createRequestState, type RequestState } from './request-state.js';
+import { RequestTable } from './request-table.js';
+import { RowSampler, runStep } from './sample-rows.js';
 import { streamEvents } from './stream-events.js';
 
 export type { EngineInfo, EngineOptions, EngineStats } from './engine-options.js';
@@ -42,35 +45,43 @@ export class Engine {
   private readonly vision?: VisionRunner;
   private readonly inputs: InputProcessor;
   private readonly outputs: OutputProcessor;
-  private readonly sampler: Sampler;
-  private readonly requests = new Map<string, RequestState>();
-  private readonly bySeq = new Map<Sequence, RequestState>();
+  private readonly rows: RowSampler;
+  /** Grammar-constrained decoding (`sampling.guided`), jump-forward, min_tokens' EOS ids. */
+  readonly guided: GuidedRuntime;
+  private readonly requests: RequestTable;
   private loopRunning = false;
   private closed = false;
+  /** Requests inside `prepare` now (mutated there only). */
+  private numPreparing = 0;
+  /** A multimodal model's image budgets and decoding threads. */
+  readonly imagePipeline?: ImagePipeline;
 
   constructor(
     parts: EngineParts,
     private readonly options: Pick<
       EngineOptions,
-      'imageCacheMb' | 'imageCacheEntries' | 'checkIntegrity' | 'generationConfig'
+      'imageCacheMb' | 'imageCacheEntries' | 'checkIntegrity' | 'generationConfig' | 'images'
     > = {},
   ) {
     ({ info: this.info, checkpoint: this.checkpoint, spec: this.spec, executor: this.executor } = parts);
     ({ scheduler: this.scheduler, kv: this.kv, vision: this.vision } = parts);
-    this.imageCache = new ImageEmbeddingCache(
-      (options.imageCacheMb ?? 256) * 1024 * 1024,
-      options.imageCacheEntries,
-    );
-    this.sampler = new Sampler({ eosTokenIds: this.checkpoint.eosTokenIds });
+    const cacheBytes = (options.imageCacheMb ?? 256) * 1024 * 1024;
+    this.imageCache = new ImageEmbeddingCache(cacheBytes, options.imageCacheEntries);
+    const { dir, eosTokenIds, tokenizer } = this.checkpoint;
+    this.imagePipeline = this.spec.multimodal && new ImagePipeline(this.spec.multimodal, options.images);
     this.inputs = new InputProcessor(
       this.checkpoint,
       this.spec,
       this.info,
       this.imageCache,
       this.vision,
+      this.imagePipeline,
       generationDefaults(options.generationConfig, this.checkpoint),
     );
-    this.outputs = new OutputProcessor(this.checkpoint.eosTokenIds, this.info.maxModelLen, this.metrics);
+    this.guided = new GuidedRuntime({ dir, vocabSize: this.info.vocabSize, eosTokenIds, tokenizer });
+    this.outputs = new OutputProcessor(eosTokenIds, this.info.maxModelLen, this.metrics, this.guided);
+    this.rows = new RowSampler(this.info.vocabSize, eosTokenIds, this.guided, this.outputs);
+    this.requests = new RequestTable(this.scheduler, this.outputs, this.guided);
   }
 
   /** Builds the named parts from the container's registries (see `assembleEngine`). */
@@ -87,6 +98,24 @@ export class Engine {
     return this.checkpoint.tokenizer;
   }
 
+  /**
+   * Token ids of `text`, as `tokenizer.encode` gives them; a long text is encoded on the tokenizer's
+   * own thread, so this thread goes on answering and stepping meanwhile.
+   */
+  encode(text: string, addSpecialTokens = false): Promise<number[]> {
+    return this.inputs.encode(text, addSpecialTokens);
+  }
+
+  /** Refuses a text too long for the context from its length alone (see `InputProcessor`). */
+  checkPromptChars(chars: number, param = 'prompt'): void {
+    this.inputs.checkPromptChars(chars, param);
+  }
+
+  /** The prompt ids of a request's text or messages, as the engine would run them (images not expanded). */
+  promptIds(req: GenerateRequest): Promise<number[]> {
+    return this.inputs.promptIds(req);
+  }
+
   /** Runs requests to completion; results in request order. A bad request rejects before any runs. */
   async generate(requests: GenerateRequest[]): Promise<GenerateResult[]> {
     const states = await Promise.all(requests.map((r) => this.prepare(r)));
@@ -94,40 +123,28 @@ export class Engine {
     return Promise.all(states.map((s) => s.done));
   }
 
-  /** Streams one request's tokens as they come; aborting `signal` stops it and frees its KV. */
+  /**
+   * Streams one request's tokens as they come. Aborting `signal` stops it wherever it is: before
+   * or while it is prepared (images waiting for their budget, decoding, encoding: the stream
+   * rejects with the signal's reason and nothing is queued), or once queued (it ends with finish
+   * reason 'abort' and its KV is freed).
+   */
   async *stream(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
-    const state = await this.prepare(request);
-    const abort = () => this.requests.get(state.id) === state && this.stop(state.id);
+    signal?.throwIfAborted();
+    const state = await this.prepare(request, signal);
+    signal?.throwIfAborted();
+    const abort = () => this.requests.get(state.id) === state && this.requests.stop(state.id);
     yield* streamEvents(state, () => this.enqueue(state), abort, signal);
   }
 
   /** Stops a request wherever it is; its result resolves with finish reason 'abort'. */
   abort(requestId: string): boolean {
-    return this.stop(requestId);
-  }
-
-  /** Ends a request's sequences; resolves its result, or rejects it with `error`. */
-  private stop(requestId: string, error?: Error): boolean {
-    const state = this.requests.get(requestId);
-    if (!state) return false;
-    for (const seq of state.seqs) {
-      if (state.pending.includes(seq)) continue;
-      if (!seq.isFinished) this.scheduler.abort(seq.id);
-    }
-    for (const seq of state.seqs) {
-      if (!seq.isFinished) {
-        seq.status = 'finished';
-        seq.finishReason = 'abort';
-      }
-    }
-    state.pending = [];
-    this.finishRequest(state, error);
-    return true;
+    return this.requests.stop(requestId);
   }
 
   /** A snapshot of the engine's gauges and counters (the latency histograms are in `metrics`). */
   stats(): EngineStats {
-    return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache);
+    return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache, this.numPreparing);
   }
 
   numUnfinished(): number {
@@ -136,25 +153,36 @@ export class Engine {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const id of [...this.requests.keys()]) this.abort(id);
+    this.requests.stopAll();
+    await this.imagePipeline?.close();
+    await this.inputs.close();
     await this.executor.dispose();
     await this.vision?.dispose();
+    await this.guided.close();
   }
 
   /** Runs the input processor and makes one sequence per completion. Enqueues nothing. */
-  private async prepare(req: GenerateRequest): Promise<RequestState> {
+  private async prepare(req: GenerateRequest, signal?: AbortSignal): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
-    const input = await this.inputs.process(req);
+    this.numPreparing++;
+    let input: Awaited<ReturnType<InputProcessor['process']>>;
+    try {
+      input = await this.inputs.process(req, signal);
+    } finally {
+      this.numPreparing--;
+    }
     const id = req.id ?? `req-${nextRequestNum++}`;
-    if (this.requests.has(id))
+    if (this.requests.get(id))
       throw new SwitchyardError(`request id ${id} is already in use`, 'invalid_request', 'id');
-    return createRequestState(id, req, input, this.tokenizer);
+    const spec = input.sampling.guided;
+    const grammar = spec ? await this.guided.compile(spec) : undefined;
+    const state = createRequestState(id, req, input, this.tokenizer);
+    if (grammar) for (const seq of state.seqs) this.guided.bind(seq, grammar);
+    return state;
   }
 
   private enqueue(state: RequestState): void {
-    this.requests.set(state.id, state);
-    for (const seq of state.seqs) this.bySeq.set(seq, state);
-    this.scheduler.add(state.seqs[0]);
+    this.requests.add(state);
     void this.loop();
   }
 
@@ -167,12 +195,9 @@ export class Engine {
           await this.step();
         } catch (e) {
           // A broken invariant is a bug: end what is in flight with its message rather than hang.
-          for (const state of [...this.requests.values()]) {
-            this.stop(
-              state.id,
-              new SwitchyardError(`engine step failed: ${(e as Error).message}`, 'internal'),
-            );
-          }
+          this.requests.stopAll(
+            new SwitchyardError(`engine step failed: ${(e as Error).message}`, 'internal'),
+          );
         }
         // Let I/O (new requests, aborts, clients reading streams) in between steps.
         await new Promise((r) => setImmediate(r));
@@ -186,90 +211,26 @@ export class Engine {
   async step(): Promise<void> {
     const out = this.scheduler.schedule();
     if (out.scheduled.length === 0) return this.failStuck();
-    const now = performance.now();
-    const batch: StepSequence[] = out.scheduled.map(({ seq, numNewTokens }) => {
-      seq.firstScheduledTime ??= now;
-      const start = seq.numComputedTokens;
-      const tokenIds = new Array<number>(numNewTokens);
-      for (let i = 0; i < numNewTokens; i++) tokenIds[i] = seq.tokenAt(start + i);
-      const sample = start + numNewTokens === seq.length;
-      const allLogits = start < seq.promptIds.length && this.bySeq.get(seq)?.promptLogprobs !== undefined;
-      return { tokenIds, start, blockTable: this.kv.blockTable(seq), sample, allLogits, mm: seq.mm };
-    });
-    // Greedy rows need only their argmax; a provider that picks it on the device saves the read-back.
-    const greedy =
-      this.executor.runGreedy !== undefined &&
-      out.scheduled.every(
-        ({ seq }, i) => !batch[i].allLogits && (!batch[i].sample || Sampler.isPlainGreedy(seq.sampling)),
-      );
-    let logits: Float32Array | undefined;
-    let tokens: Int32Array | undefined;
+    let run: Awaited<ReturnType<typeof runStep>>;
     try {
-      if (greedy) tokens = await this.executor.runGreedy!(batch);
-      else logits = await this.executor.run(batch);
+      run = await runStep(
+        this.executor,
+        this.kv,
+        out.scheduled,
+        (s) => !!this.requests.of(s)?.promptLogprobs,
+      );
     } catch (e) {
       return this.failBatch(out, e as Error);
     }
     this.metrics.numSteps++;
-    const V = this.info.vocabSize;
-    const touched = new Set<RequestState>();
-    let row = 0;
-    out.scheduled.forEach(({ seq }, i) => {
-      const b = batch[i];
-      let r: number;
-      if (b.allLogits) {
-        this.recordPromptLogprobs(seq, b, logits!, row);
-        row += b.tokenIds.length;
-        if (!b.sample) return;
-        r = row - 1;
-      } else {
-        if (!b.sample) return;
-        r = row++;
-      }
-      // A request aborted while the step ran is already finished; its row is dropped.
-      if (seq.isFinished) return;
-      const state = this.bySeq.get(seq)!;
-      if (tokens) this.outputs.append(state, seq, tokens[r]);
-      else {
-        const { token, logprob } = this.sampler.sample(logits!.subarray(r * V, (r + 1) * V), seq);
-        this.outputs.append(state, seq, token, logprob);
-      }
-      touched.add(state);
-    });
+    const { batch, logits, tokens } = run;
+    const stateOf = (seq: Sequence) => this.requests.of(seq);
+    const touched = await this.rows.sampleStep(out.scheduled, batch, stateOf, logits, tokens);
     const usage = this.kv.usage();
     this.metrics.kvPeakUsage = Math.max(this.metrics.kvPeakUsage, usage.numUsedBlocks / usage.numBlocks);
     this.scheduler.update(out);
     if (this.options.checkIntegrity) this.kv.checkIntegrity();
-    for (const state of touched) this.afterStep(state);
-  }
-
-  /** Prompt logprobs from a prefill chunk's rows: the row at position q scores prompt token q + 1. */
-  private recordPromptLogprobs(seq: Sequence, b: StepSequence, logits: Float32Array, row: number): void {
-    const out = this.bySeq.get(seq)?.promptLogprobs;
-    if (!out || seq.isFinished) return;
-    const V = this.info.vocabSize;
-    const prompt = seq.promptIds;
-    for (let k = 0; k < b.tokenIds.length; k++) {
-      const q = b.start + k;
-      if (q + 1 >= prompt.length) break;
-      const rowLogits = logits.subarray((row + k) * V, (row + k + 1) * V);
-      out[q + 1] = tokenLogprob(rowLogits, prompt[q + 1], seq.sampling.promptLogprobs ?? 0);
-    }
-  }
-
-  private afterStep(state: RequestState): void {
-    if (state.pending.length > 0 && state.seqs[0].outputIds.length > 0) {
-      // The prompt's KV is committed now: the other completions find it in the prefix cache.
-      for (const seq of state.pending) this.scheduler.add(seq);
-      state.pending = [];
-    }
-    if (state.seqs.every((s) => s.isFinished)) this.finishRequest(state);
-  }
-
-  private finishRequest(state: RequestState, error?: Error): void {
-    if (!this.requests.delete(state.id)) return;
-    for (const seq of state.seqs) this.bySeq.delete(seq);
-    this.outputs.settle(state, error);
+    for (const state of touched) this.requests.afterStep(state);
   }
 
   /**
@@ -277,20 +238,19 @@ export class Engine {
    * committed ahead for the step were never written: the KV manager forgets its cached prefixes.
    */
   private failBatch(out: SchedulerOutput, error: Error): void {
-    for (const state of new Set(out.scheduled.map(({ seq }) => this.bySeq.get(seq)!))) {
+    for (const state of new Set(out.scheduled.map(({ seq }) => this.requests.of(seq)!))) {
       const why = `request ${state.id} failed in the model step: ${error.message}`;
-      this.stop(state.id, new SwitchyardError(why, 'internal'));
+      this.requests.stop(state.id, new SwitchyardError(why, 'internal'));
     }
     this.kv.reset();
   }
 
   /** Nothing could be scheduled although sequences wait: they can never fit; fail them clearly. */
   private failStuck(): void {
-    for (const state of [...this.requests.values()]) {
-      if (state.seqs.some((s) => s.status === 'waiting' || s.finishReason === 'error')) {
-        const why = `request ${state.id} cannot be scheduled: the KV cache (${this.info.kvCacheTokens} tokens) or the step budget is too small for it`;
-        this.stop(state.id, new SwitchyardError(why, 'capacity'));
-      }
-    }
+    this.requests.stopWhere((state) => {
+      if (!state.seqs.some((s) => s.status === 'waiting' || s.finishReason === 'error')) return undefined;
+      const why = `request ${state.id} cannot be scheduled: the KV cache (${this.info.kvCacheTokens} tokens) or the step budget is too small for it`;
+      return new SwitchyardError(why, 'capacity');
+    });
   }
 }

@@ -1,15 +1,17 @@
 import { SwitchyardError } from '../errors.js';
-import { decodeImage, imageHash } from '../image/index.js';
+import type { ImagePipeline } from '../image/image-pipeline.js';
+import { imageHash } from '../image/index.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
+import { OFF_THREAD_CHARS, TokenizerThread } from '../loader/tokenizer-thread.js';
 import type { ModelSpec } from '../model.js';
 import { validateSamplingParams } from '../sampling/validate.js';
 import type { SamplingParams } from '../sampling-params.js';
 import type { MultimodalItem } from '../sequence.js';
 import type { VisionRunner } from '../vision-runner.js';
-import { chatPromptIds } from './chat-prompt.js';
+import { chatPromptText, chatSpecialTokens, imageTokenExtra, messageChars } from './chat-prompt.js';
 import { checkRequestKeys } from './check-request-keys.js';
 import type { ImageEmbeddingCache } from './image-cache.js';
-import { collectImages, expandPlaceholders, imageBytes } from './multimodal-input.js';
+import { collectImages, expandPlaceholders, imageBytes, refuseImageTokens } from './multimodal-input.js';
 import type { GenerateRequest } from './request.js';
 
 /** A request turned into what the engine runs: prompt ids, images in place, checked sampling. */
@@ -20,27 +22,65 @@ export interface ProcessedInput {
 }
 
 /**
- * The engine's front: renders chat messages, tokenizes, decodes and preprocesses images, expands
- * their placeholders and gets their embeddings (through the image cache), checks the ids against
- * the vocabulary and the context, and validates the sampling parameters. Throws a
- * `SwitchyardError` naming what is wrong; touches no engine state.
+ * The engine's front: renders chat messages, tokenizes (refusing first, from its length alone, a
+ * text that cannot fit the context), decodes and preprocesses images within their budgets (the
+ * `ImagePipeline`), expands their placeholders and gets their embeddings (through the image
+ * cache), checks the ids against the vocabulary and the context, and validates the sampling
+ * parameters. Throws a `SwitchyardError` naming what is wrong; touches no engine state. Aborting
+ * the signal stops it between stages (and the pipeline's waits).
  */
 export class InputProcessor {
+  private readonly tokenizerThread: TokenizerThread;
+
   constructor(
     private readonly checkpoint: Checkpoint,
     private readonly spec: ModelSpec,
     private readonly limits: { vocabSize: number; maxModelLen: number },
     private readonly imageCache: ImageEmbeddingCache,
     private readonly vision?: VisionRunner,
+    private readonly images?: ImagePipeline,
     /** What omitted sampling settings become (see `GenerationConfigSource`). */
     readonly samplingDefaults: Partial<SamplingParams> = {},
-  ) {}
+  ) {
+    this.tokenizerThread = new TokenizerThread(checkpoint.dir);
+  }
 
-  async process(req: GenerateRequest): Promise<ProcessedInput> {
+  /**
+   * Refuses, without tokenizing, a text of `chars` UTF-16 units that cannot fit the context: each
+   * token stands for at most `tokenizer.maxCharsPerToken` units, so such a text has at least
+   * `chars / maxCharsPerToken` tokens. Texts under the bound are tokenized and checked exactly.
+   */
+  checkPromptChars(chars: number, param = 'prompt'): void {
+    const per = this.checkpoint.tokenizer.maxCharsPerToken;
+    const { maxModelLen } = this.limits;
+    if (per === undefined || chars <= maxModelLen * per) return;
+    throw new SwitchyardError(
+      `the prompt is ${chars} characters long, at least ${Math.ceil(chars / per)} tokens, but the context holds ${maxModelLen}; shorten the prompt`,
+      'invalid_request',
+      param,
+    );
+  }
+
+  /**
+   * Token ids of `text`, as `tokenizer.encode` gives them; a long text is encoded on the tokenizer's
+   * own thread, so this thread goes on answering and stepping meanwhile.
+   */
+  encode(text: string, addSpecialTokens = false): Promise<number[]> {
+    const tokenizer = this.checkpoint.tokenizer;
+    if (text.length < OFF_THREAD_CHARS) return Promise.resolve(tokenizer.encode(text, addSpecialTokens));
+    return this.tokenizerThread.encode(text, addSpecialTokens);
+  }
+
+  /** Ends the tokenizer thread; later long texts are refused. */
+  close(): Promise<void> {
+    return this.tokenizerThread.close();
+  }
+
+  async process(req: GenerateRequest, signal?: AbortSignal): Promise<ProcessedInput> {
     if (!req || typeof req !== 'object')
       throw new SwitchyardError('a request must be an object', 'invalid_request');
     checkRequestKeys(req);
-    const { promptIds, mm } = await this.promptWithImages(req);
+    const { promptIds, mm } = await this.promptWithImages(req, signal);
     const { vocabSize, maxModelLen } = this.limits;
     if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
     const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocabSize);
@@ -75,7 +115,7 @@ export class InputProcessor {
   }
 
   /** The request's prompt as token ids, before image placeholders are expanded. */
-  promptIds(req: GenerateRequest): number[] {
+  async promptIds(req: GenerateRequest): Promise<number[]> {
     const given = [req.prompt, req.promptIds, req.messages].filter((x) => x !== undefined).length;
     if (given !== 1) {
       throw new SwitchyardError(
@@ -93,23 +133,39 @@ export class InputProcessor {
         );
       return [...req.promptIds];
     }
-    if (req.messages) return chatPromptIds(this.checkpoint, this.spec, req.messages);
+    if (req.messages) {
+      if (Array.isArray(req.messages)) this.checkPromptChars(messageChars(req.messages), 'messages');
+      const text = chatPromptText(
+        this.checkpoint,
+        req.messages,
+        { ...imageTokenExtra(this.checkpoint, this.spec), ...req.chatTemplateKwargs },
+        req.continueFinalMessage,
+      );
+      this.checkPromptChars(text.length, 'messages');
+      return this.encode(text, chatSpecialTokens(this.spec));
+    }
     if (typeof req.prompt !== 'string')
       throw new SwitchyardError('prompt must be a string', 'invalid_request', 'prompt');
-    return this.checkpoint.tokenizer.encode(req.prompt, true);
+    this.checkPromptChars(req.prompt.length);
+    return this.encode(req.prompt, true);
   }
 
   /** Prompt ids with image placeholders expanded, and the images' places and embeddings. */
   private async promptWithImages(
     req: GenerateRequest,
+    signal?: AbortSignal,
   ): Promise<{ promptIds: number[]; mm: MultimodalItem[] }> {
     if (req.images !== undefined && !Array.isArray(req.images)) {
       throw new SwitchyardError('images must be an array', 'invalid_request', 'image');
     }
     const inputs = collectImages(req.messages, req.images);
     const spec = this.spec.multimodal;
-    if (inputs.length === 0) return { promptIds: this.promptIds(req), mm: [] };
-    if (!spec || !this.vision) {
+    if (inputs.length === 0) {
+      const promptIds = await this.promptIds(req);
+      if (spec) refuseImageTokens(promptIds, spec, this.checkpoint.tokenizer, 0);
+      return { promptIds, mm: [] };
+    }
+    if (!spec || !this.vision || !this.images) {
       throw new SwitchyardError(
         `the model ${this.spec.architecture} does not accept images`,
         'invalid_request',
@@ -117,27 +173,28 @@ export class InputProcessor {
       );
     }
     const vision = this.vision;
-    const decoded = await Promise.all(
-      inputs.map(async (input) => {
-        const bytes = imageBytes(input);
-        const processed = spec.process(await decodeImage(bytes));
-        return { hash: imageHash(bytes), processed };
-      }),
-    );
+    // The text first: a prompt too long or carrying stray image tokens is refused before any decoding.
+    const textIds = await this.promptIds(req);
+    refuseImageTokens(textIds, spec, this.checkpoint.tokenizer, inputs.length);
+    const bytes = inputs.map(imageBytes);
+    const processed = await this.images.process(bytes, signal);
+    const decoded = processed.map((p, i) => ({ hash: imageHash(bytes[i]), processed: p }));
     const { ids, places } = expandPlaceholders(
-      this.promptIds(req),
+      textIds,
       decoded.map((d) => d.processed),
       spec,
     );
     const mm = await Promise.all(
       decoded.map(async ({ hash, processed }, i) => {
         const embeddings = await this.imageCache.get(hash, async () => {
+          signal?.throwIfAborted();
           const out = await vision.encode(processed.pixelValues, processed.shape);
           return spec.arrange(out.data, out.shape, processed);
         });
         return { hash, ...places[i], embeddings };
       }),
     );
+    signal?.throwIfAborted();
     return { promptIds: ids, mm };
   }
 }

@@ -36,6 +36,8 @@ export class EngineMetrics {
   readonly queueTime = new Histogram(LATENCY_S);
   numRequestsFinished = 0;
   numRequestsFailed = 0;
+  /** Requests stopped before they finished (client gone, `abort`, a drain); not in the histograms. */
+  numRequestsAborted = 0;
   numPromptTokens = 0;
   numGenerationTokens = 0;
   numSteps = 0;
@@ -49,12 +51,14 @@ export function engineStats(
   kv: KvCacheManager,
   m: EngineMetrics,
   imageCache: ImageEmbeddingCache,
+  numPreparing = 0,
 ): EngineStats {
   const usage = kv.usage();
   const prefix = kv.prefixStats();
   return {
     numRunning: scheduler.numRunning(),
     numWaiting: scheduler.numWaiting(),
+    numPreparing,
     kvUsage: usage.numUsedBlocks / usage.numBlocks,
     kvPeakUsage: m.kvPeakUsage,
     kvCachedBlocks: usage.numCachedBlocks,
@@ -64,6 +68,7 @@ export function engineStats(
     numPreemptions: scheduler.numPreemptions,
     numRequestsFinished: m.numRequestsFinished,
     numRequestsFailed: m.numRequestsFailed,
+    numRequestsAborted: m.numRequestsAborted,
     numPromptTokens: m.numPromptTokens,
     numGenerationTokens: m.numGenerationTokens,
     numSteps: m.numSteps,

@@ -88,3 +88,45 @@ export function expandPlaceholders(
   }
   return { ids: out, places };
 }
+
+/** The ids a model keeps for images: the placeholder, and what an image expands to (`<img>`, `<IMG_CONTEXT>`, ...). */
+export function imageTokenIds(mm: MultimodalSpec): Set<number> {
+  const probe = mm.expand({ pixelValues: new Float32Array(0), shape: [], imageSize: [1, 1], numTokens: 1 });
+  return new Set([mm.placeholderTokenId, ...probe.ids]);
+}
+
+/**
+ * Refuses a prompt whose text carries image tokens no image fills: a placeholder (`<image>`) when
+ * the request has no image, or any token an image expands to (`<IMG_CONTEXT>`, `<img>`) typed as
+ * text. Passed through, they would feed the model embeddings it was never trained to see as text.
+ * (With images, a placeholder count that differs from the images is refused by `expandPlaceholders`.)
+ */
+export function refuseImageTokens(
+  ids: readonly number[],
+  mm: MultimodalSpec,
+  tokenizer: { idToToken(id: number): string | undefined },
+  numImages: number,
+): void {
+  const reserved = imageTokenIds(mm);
+  let placeholders = 0;
+  for (const t of ids) {
+    if (!reserved.has(t)) continue;
+    if (t === mm.placeholderTokenId) {
+      placeholders++;
+      continue;
+    }
+    throw new SwitchyardError(
+      `the prompt's text contains the image token ${JSON.stringify(tokenizer.idToToken(t) ?? String(t))} (id ${t}), which only images may fill; remove it from the text and send the image as an image part`,
+      'invalid_request',
+      'prompt',
+    );
+  }
+  if (numImages === 0 && placeholders > 0) {
+    const name = JSON.stringify(tokenizer.idToToken(mm.placeholderTokenId) ?? String(mm.placeholderTokenId));
+    throw new SwitchyardError(
+      `the prompt contains ${placeholders} image placeholder(s) ${name} but the request has no image; attach one image per placeholder, or remove ${name} from the text`,
+      'invalid_request',
+      'prompt',
+    );
+  }
+}

@@ -1,3 +1,4 @@
+import type { AcceptResult } from '../sampling/guided/guided-runtime.js';
 import type { Sequence, TokenLogprob } from '../sequence.js';
 import type { EngineMetrics } from './metrics.js';
 import type { CompletionOutput, GenerateResult, StreamEvent } from './request.js';
@@ -15,6 +16,8 @@ export class OutputProcessor {
     private readonly eosTokenIds: readonly number[],
     private readonly maxModelLen: number,
     private readonly metrics: EngineMetrics,
+    /** Advances a guided sequence's grammar by the appended token. */
+    private readonly guided?: { accept(seq: Sequence, token: number): AcceptResult },
   ) {}
 
   /** Appends `token` to `seq` (of `state`), emits the delta, and finishes the sequence on a stop. */
@@ -32,15 +35,19 @@ export class OutputProcessor {
     const index = state.seqs.indexOf(seq);
     const detok = state.detoks[index];
     const text = detok.push(token);
-    let reason: 'stop' | 'length' | undefined;
-    if (!sp.ignoreEos && this.eosTokenIds.includes(token)) reason = 'stop';
+    const guided = this.guided?.accept(seq, token);
+    let reason: 'stop' | 'length' | 'error' | undefined;
+    // A token outside the grammar is a bug (the mask forbids it): end the sequence, never emit more.
+    if (guided === 'rejected') reason = 'error';
+    else if (!sp.ignoreEos && this.eosTokenIds.includes(token)) reason = 'stop';
     else if (sp.stopTokenIds.includes(token)) {
       reason = 'stop';
       seq.stopReason = token;
     } else if (detok.stopped !== undefined) {
       reason = 'stop';
       seq.stopReason = detok.stopped;
-    } else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.maxModelLen) reason = 'length';
+    } else if (guided === 'terminated') reason = 'stop';
+    else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.maxModelLen) reason = 'length';
     const tail = reason ? detok.finish() : '';
     if (reason) {
       seq.status = 'finished';
@@ -67,9 +74,16 @@ export class OutputProcessor {
     }
     const result = this.result(state);
     const m = this.metrics;
-    m.numRequestsFinished++;
     m.numPromptTokens += result.usage.promptTokens;
     m.numGenerationTokens += result.usage.completionTokens;
+    if (result.outputs.every((o) => o.finishReason === 'abort')) {
+      // Stopped, not served: counted apart, and kept out of the latency histograms.
+      m.numRequestsAborted++;
+      emit(state, { type: 'done', result });
+      state.resolve(result);
+      return;
+    }
+    m.numRequestsFinished++;
     m.queueTime.observe(result.metrics.queueMs / 1000);
     m.e2eLatency.observe(result.metrics.e2eMs / 1000);
     if (state.seqs[0].firstTokenTime !== undefined) m.ttft.observe(result.metrics.ttftMs / 1000);

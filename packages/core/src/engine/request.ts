@@ -11,6 +11,10 @@ export interface GenerateRequest {
   promptIds?: readonly number[];
   /** Chat messages, rendered with the model's chat template and the generation prompt. */
   messages?: ChatMessage[];
+  /** Extra variables for the chat template, e.g. `tools` (OpenAI function definitions). */
+  chatTemplateKwargs?: Record<string, unknown>;
+  /** Continue the final (assistant) message rather than start a new turn (vLLM's continue_final_message). */
+  continueFinalMessage?: boolean;
   /**
    * Images: for chat messages, one per `{"type": "image"}` part in order (`image_url` parts carry
    * their own); for a raw prompt, one per image placeholder token in it. Bytes or data: URLs; file

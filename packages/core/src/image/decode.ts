@@ -53,13 +53,58 @@ function megapixels(n: number): string {
  * Every refusal is a `SwitchyardError` (`invalid_request`, param `image`).
  */
 export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<RgbImage> {
+  const { name, cmyk } = await readImageHeader(bytes, opts);
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let raw: { data: Buffer; info: OutputInfo };
+  try {
+    let pipeline = sharp(input, {
+      failOn: 'error', // truncated or corrupt pixel data aborts; benign warnings (extra bytes) do not
+      limitInputPixels: maxPixels,
+      autoOrient: true,
+      ignoreIcc: true,
+      pages: 1,
+    });
+    pipeline = cmyk
+      ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk')
+      : pipeline.removeAlpha().toColourspace('srgb');
+    raw = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    const msg = detail(e);
+    const what = /premature end|truncat|unexpected end|not enough/i.test(msg)
+      ? 'truncated'
+      : 'corrupt or truncated';
+    throw bad(`the ${name} data is ${what} (${msg}); re-upload the complete file or re-export it`);
+  }
+  const { info } = raw;
+  const pixels = info.width * info.height;
+  const data =
+    cmyk && info.channels >= 4
+      ? cmykToRgb(raw.data, pixels, info.channels)
+      : toRgb(raw.data, pixels, info.channels);
+  return { width: info.width, height: info.height, data };
+}
+
+/** What an image's header says, read without decoding a pixel. */
+export interface ImageHeader {
+  /** The format's name ('PNG', 'JPEG', ...). */
+  name: string;
+  width: number;
+  height: number;
+  cmyk: boolean;
+}
+
+/**
+ * Reads and checks an image's header only (format, size against `maxPixels` and `minSide`): cheap,
+ * whatever the image's size, so a request's images can be budgeted before any is decoded.
+ */
+export async function readImageHeader(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<ImageHeader> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const minSide = opts.minSide ?? MIN_IMAGE_SIDE;
   if (!(bytes instanceof Uint8Array) || bytes.length === 0) {
     throw bad(`the image is empty (0 bytes); send the bytes of a ${ACCEPTED} file`);
   }
   const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-
   let meta: Metadata;
   try {
     // Header only: no pixel is decoded here, so no limit is needed yet.
@@ -100,36 +145,9 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): 
     );
   }
 
-  // CMYK: take the decoded ink values as they are and convert them the way Pillow's
+  // CMYK: the decoder takes the ink values as they are and converts them the way Pillow's
   // convert('RGB') does (no colour management); libvips would go through an ICC profile.
-  const cmyk = meta.space === 'cmyk';
-  let raw: { data: Buffer; info: OutputInfo };
-  try {
-    let pipeline = sharp(input, {
-      failOn: 'error', // truncated or corrupt pixel data aborts; benign warnings (extra bytes) do not
-      limitInputPixels: maxPixels,
-      autoOrient: true,
-      ignoreIcc: true,
-      pages: 1,
-    });
-    pipeline = cmyk
-      ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk')
-      : pipeline.removeAlpha().toColourspace('srgb');
-    raw = await pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  } catch (e) {
-    const msg = detail(e);
-    const what = /premature end|truncat|unexpected end|not enough/i.test(msg)
-      ? 'truncated'
-      : 'corrupt or truncated';
-    throw bad(`the ${name} data is ${what} (${msg}); re-upload the complete file or re-export it`);
-  }
-  const { info } = raw;
-  const pixels = info.width * info.height;
-  const data =
-    cmyk && info.channels >= 4
-      ? cmykToRgb(raw.data, pixels, info.channels)
-      : toRgb(raw.data, pixels, info.channels);
-  return { width: info.width, height: info.height, data };
+  return { name, width, height, cmyk: meta.space === 'cmyk' };
 }
 
 /** Pillow's `cmyk2rgb`: each channel is (255 - ink) scaled by (255 - K), with its rounding. */
@@ -149,7 +167,8 @@ function cmykToRgb(src: Buffer, pixels: number, channels: number): Uint8Array {
 
 /** Whatever band count libvips hands back, as RGB: gray is replicated, a trailing alpha dropped. */
 function toRgb(src: Buffer, pixels: number, channels: number): Uint8Array {
-  if (channels === 3) return new Uint8Array(src.buffer, src.byteOffset, pixels * 3).slice();
+  // sharp's output buffer is the image's own: a view, not a second copy of it.
+  if (channels === 3) return new Uint8Array(src.buffer, src.byteOffset, pixels * 3);
   const out = new Uint8Array(pixels * 3);
   for (let i = 0; i < pixels; i++) {
     if (channels <= 2) {

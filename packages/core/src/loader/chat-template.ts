@@ -9,6 +9,11 @@ export type ChatContentPart =
 export interface ChatMessage {
   role: string;
   content: string | ChatContentPart[];
+  /** An assistant turn's tool calls (OpenAI shape), for templates that render them. */
+  tool_calls?: unknown[];
+  /** A `tool` turn's answer to this call id. */
+  tool_call_id?: string;
+  name?: string;
 }
 
 /** A checkpoint's Jinja chat template, rendered as transformers' apply_chat_template does. */
@@ -20,6 +25,11 @@ export class ChatTemplate {
     private readonly specialTokens: Record<string, string>,
   ) {
     this.template = new Template(source);
+  }
+
+  /** True when the template reads a `tools` variable (it renders function definitions itself). */
+  get rendersTools(): boolean {
+    return /\btools\b/.test(this.source);
   }
 
   render(

@@ -248,3 +248,34 @@ describe('Sampler: logit_bias and min_tokens', () => {
     expect(Sampler.isPlainGreedy({ ...DEFAULT_SAMPLING, minTokens: 1 })).toBe(false);
   });
 });
+
+describe('Sampler constraints', () => {
+  it('logit_bias shifts the logits before picking; logprobs stay those of the raw logits', () => {
+    const s = new Sampler();
+    const sp = { logitBias: { 0: 5, 2: -100 }, logprobs: 1 };
+    const r = s.sample(row([0, 3, 4]), seq(sp));
+    expect(r.token).toBe(0);
+    expect(r.logprob!.logprob).toBeCloseTo(0 - Math.log(1 + Math.exp(3) + Math.exp(4)), 5);
+    expect(Sampler.isPlainGreedy(seq(sp).sampling)).toBe(false);
+  });
+
+  it('min_tokens forbids EOS and stop ids until enough tokens were generated', () => {
+    const s = new Sampler();
+    const logits = row([9, 8, 1, 0]);
+    const c = { eosIds: [0] };
+    expect(s.sample(logits, seq({ minTokens: 2, stopTokenIds: [1] }, [5], [3]), c).token).toBe(2);
+    expect(s.sample(logits, seq({ minTokens: 1 }, [5], [3]), c).token).toBe(0);
+    // Sampling never picks them either.
+    const sampled = seq({ minTokens: 5, temperature: 1, seed: 1 }, [5]);
+    for (let i = 0; i < 50; i++) expect(s.sample(logits, sampled, c).token).not.toBe(0);
+  });
+
+  it('the grammar mask leaves only allowed tokens, greedy and sampled', () => {
+    const s = new Sampler();
+    const allowed = new Int32Array([0b1010]);
+    expect(s.sample(row([9, 1, 8, 2]), seq(), { allowed }).token).toBe(3);
+    const sampled = seq({ temperature: 2, seed: 3, topK: 3 });
+    for (let i = 0; i < 50; i++)
+      expect([1, 3]).toContain(s.sample(row([9, 1, 8, 2]), sampled, { allowed }).token);
+  });
+});

@@ -1,5 +1,6 @@
 import type { SamplingParams } from '../sampling-params.js';
 import type { Sequence, TokenLogprob } from '../sequence.js';
+import { applyBitmask } from './guided/guided-matcher.js';
 import { Rng } from './rng.js';
 
 /** Histogram used to bound the top-k / top-p candidates without sorting the vocab. */
@@ -34,17 +35,22 @@ function hasPenalties(sp: SamplingParams): boolean {
   return sp.repetitionPenalty !== 1 || sp.frequencyPenalty !== 0 || sp.presencePenalty !== 0;
 }
 
-/** True when the row's logits must be rewritten before sampling (bias, min-tokens mask, penalties). */
-function rewritesLogits(sp: SamplingParams, numOutput: number): boolean {
-  return hasPenalties(sp) || sp.logitBias !== undefined || numOutput < (sp.minTokens ?? 0);
-}
-
 /** The logprob of `token` under the raw logits with the `top` most likely alternatives (prompt logprobs). */
 export function tokenLogprob(logits: Float32Array, token: number, top: number): TokenLogprob {
   let above = 0;
   const v = logits[token];
   for (let i = 0; i < logits.length; i++) if (logits[i] > v) above++;
   return { ...rawLogprob(logits, token, topN(logits, top)), rank: above + 1 };
+}
+
+/**
+ * What restricts a row before sampling besides the penalties: the grammar's bitmask of allowed
+ * tokens (bit `id % 32` of word `id >> 5`), and the EOS ids that `min_tokens` still forbids.
+ */
+export interface LogitsConstraint {
+  allowed?: Int32Array;
+  /** Token ids treated as "stop" by `min_tokens` (EOS; the request's stop ids are added here). */
+  eosIds?: readonly number[];
 }
 
 /** Log-softmax of the raw logits at `token`, with the alternatives `topN` found. */
@@ -99,9 +105,9 @@ export interface SamplerOptions {
 }
 
 /**
- * Picks the next token of a sequence from one row of logits, the way vLLM does: logit bias and
- * the min-tokens mask (EOS and stop token ids get -inf until `minTokens` outputs), repetition,
- * frequency and presence penalties, then temperature (0: greedy argmax), min-p, top-k, top-p,
+ * Picks the next token of a sequence from one row of logits: repetition, frequency and presence
+ * penalties, logit bias, the grammar's mask, the min-tokens mask (EOS and stop token ids get -inf
+ * until `minTokens` outputs), then temperature (0: greedy argmax), min-p, top-k, top-p,
  * then a draw from the sequence's own RNG. Keeps per-sequence state (RNG, output-token counts) in
  * WeakMaps, so one sampler serves every sequence and a seed gives the same tokens in any batch.
  * Scratch buffers are reused across calls; the caller's logits are never modified or retained.
@@ -109,9 +115,17 @@ export interface SamplerOptions {
 export class Sampler {
   /** True when the token is the plain argmax of the raw logits (no penalties, no logprobs). */
   static isPlainGreedy(sp: SamplingParams): boolean {
-    return sp.temperature === 0 && !rewritesLogits(sp, 0) && sp.logprobs === undefined;
+    return (
+      sp.temperature === 0 &&
+      !hasPenalties(sp) &&
+      sp.logprobs === undefined &&
+      sp.guided === undefined &&
+      sp.logitBias === undefined &&
+      !(sp.minTokens > 0)
+    );
   }
 
+  /** The model's EOS ids, used by `min_tokens` when a call's constraint names none. */
   private readonly eosTokenIds: readonly number[];
 
   constructor(options: SamplerOptions = {}) {
@@ -126,26 +140,46 @@ export class Sampler {
   private readonly mass = new Float64Array(BUCKETS);
   private z = 0;
 
-  /** Samples one token for `seq` (advancing its RNG); adds raw logprobs when the request asks. */
-  sample(logits: Float32Array, seq: Sequence): SampledToken {
+  /**
+   * Samples one token for `seq` (advancing its RNG); adds raw logprobs (of the model's logits,
+   * before penalties, bias and grammar, as vLLM reports them) when the request asks. `constraint`
+   * carries the grammar's mask; `min_tokens` and `logit_bias` come from the sampling params.
+   */
+  sample(logits: Float32Array, seq: Sequence, constraint: LogitsConstraint = {}): SampledToken {
     const sp = seq.sampling;
     const top = sp.logprobs !== undefined ? topN(logits, sp.logprobs) : undefined;
     let token: number;
-    if (sp.temperature === 0 && !rewritesLogits(sp, seq.outputIds.length))
+    if (sp.temperature === 0 && !this.transforms(seq, constraint))
       token = top?.ids.length ? top.ids[0] : argmax(logits);
     else {
-      const w = this.penalized(logits, seq);
+      const w = this.penalized(logits, seq, constraint);
       token = sp.temperature === 0 ? argmax(w) : this.draw(w, this.filter(w, sp), this.rng(seq));
     }
     return top ? { token, logprob: rawLogprob(logits, token, top) } : { token };
+  }
+
+  /** True when the row must be copied and changed before picking (penalties, bias, mask, min_tokens). */
+  private transforms(seq: Sequence, c: LogitsConstraint): boolean {
+    const sp = seq.sampling;
+    return (
+      hasPenalties(sp) ||
+      sp.logitBias !== undefined ||
+      c.allowed !== undefined ||
+      (sp.minTokens > seq.outputIds.length &&
+        (c.eosIds ?? this.eosTokenIds).length + sp.stopTokenIds.length > 0)
+    );
   }
 
   /**
    * The tokens `sample` could pick for this row and their probabilities, most likely first (for
    * tests and speculative decoding). Greedy gives the argmax with probability 1.
    */
-  candidates(logits: Float32Array, seq: Sequence): { token: number; prob: number }[] {
-    const w = this.penalized(logits, seq);
+  candidates(
+    logits: Float32Array,
+    seq: Sequence,
+    constraint: LogitsConstraint = {},
+  ): { token: number; prob: number }[] {
+    const w = this.penalized(logits, seq, constraint);
     if (seq.sampling.temperature === 0) return [{ token: argmax(w), prob: 1 }];
     const n = this.filter(w, seq.sampling);
     const ids = n < 0 ? Array.from(w.keys()) : Array.from(this.idx.subarray(0, n));
@@ -164,26 +198,33 @@ export class Sampler {
   }
 
   /**
-   * Copies the row into the scratch buffer and rewrites it there as vLLM orders it: logit bias,
-   * the min-tokens mask, then the penalties.
+   * Copies the row into the scratch buffer and applies there, in vLLM's order: the penalties,
+   * `logit_bias`, `min_tokens` (EOS and stop ids forbidden while fewer tokens were generated), and
+   * last the grammar's mask. `min_tokens` yields when it would forbid every token the grammar allows.
    */
-  private penalized(logits: Float32Array, seq: Sequence): Float32Array {
+  private penalized(logits: Float32Array, seq: Sequence, c: LogitsConstraint = {}): Float32Array {
     const V = logits.length;
     if (this.buf.length !== V) this.buf = new Float32Array(V);
     const w = this.buf;
     w.set(logits);
     const sp = seq.sampling;
-    if (sp.logitBias) {
-      for (const key in sp.logitBias) {
-        const t = Number(key);
-        if (t >= 0 && t < V) w[t] += sp.logitBias[t];
+    if (hasPenalties(sp)) this.applyPenalties(w, seq);
+    if (sp.logitBias) for (const [id, b] of Object.entries(sp.logitBias)) if (+id < V) w[+id] += b;
+    if (c.allowed) applyBitmask(w, c.allowed);
+    if (sp.minTokens > seq.outputIds.length) {
+      const stops = [...(c.eosIds ?? this.eosTokenIds), ...sp.stopTokenIds].filter((t) => t >= 0 && t < V);
+      const saved = stops.map((t) => w[t]);
+      for (const t of stops) w[t] = Number.NEGATIVE_INFINITY;
+      if (!(maxOf(w) > Number.NEGATIVE_INFINITY)) {
+        for (let i = 0; i < stops.length; i++) w[stops[i]] = saved[i];
       }
     }
-    if (seq.outputIds.length < (sp.minTokens ?? 0)) {
-      for (const t of this.eosTokenIds) if (t >= 0 && t < V) w[t] = Number.NEGATIVE_INFINITY;
-      for (const t of sp.stopTokenIds) if (t >= 0 && t < V) w[t] = Number.NEGATIVE_INFINITY;
-    }
-    if (!hasPenalties(sp)) return w;
+    return w;
+  }
+
+  private applyPenalties(w: Float32Array, seq: Sequence): void {
+    const V = w.length;
+    const sp = seq.sampling;
     const st = this.penaltyState(seq);
     const rep = sp.repetitionPenalty;
     if (rep !== 1) {
@@ -196,7 +237,6 @@ export class Sampler {
     }
     const { frequencyPenalty: f, presencePenalty: p } = sp;
     if (f !== 0 || p !== 0) for (const [t, c] of st.counts) if (t >= 0 && t < V) w[t] -= c * f + p;
-    return w;
   }
 
   /** Output-token counts, updated incrementally; rebuilt if `outputIds` was replaced or shrank. */

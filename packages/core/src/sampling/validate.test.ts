@@ -123,9 +123,9 @@ describe('validateSamplingParams: logit_bias and min_tokens', () => {
 
   it('names the parameter and the rule on bad values', () => {
     const bad: [Record<string, unknown>, RegExp][] = [
-      [{ logitBias: { '-1': 1 } }, /logit_bias: key "-1" is not a token id \(0 to 999\)/],
-      [{ logitBias: { 1000: 1 } }, /logit_bias: key "1000"/],
-      [{ logitBias: { abc: 1 } }, /logit_bias: key "abc"/],
+      [{ logitBias: { '-1': 1 } }, /logit_bias: "-1" is not a token id \(0 to 999\)/],
+      [{ logitBias: { 1000: 1 } }, /logit_bias: "1000"/],
+      [{ logitBias: { abc: 1 } }, /logit_bias: "abc"/],
       [{ logitBias: { 3: 101 } }, /logit_bias: the bias of token 3 must be a number from -100 to 100/],
       [{ logitBias: { 3: '1' } }, /logit_bias: the bias of token 3/],
       [{ logitBias: [1] }, /logit_bias: must be an object/],
@@ -136,5 +136,41 @@ describe('validateSamplingParams: logit_bias and min_tokens', () => {
       expect(() => v(input)).toThrow(SwitchyardError);
       expect(() => v(input)).toThrow(re);
     }
+  });
+});
+
+describe('structured-output parameters', () => {
+  const limits = { maxModelLen: 100, promptLen: 10, vocabSize: 50 };
+  it('checks min_tokens, logit_bias and guided specs, naming the parameter', () => {
+    expect(validateSamplingParams({ minTokens: 3, maxTokens: 5 }, limits).minTokens).toBe(3);
+    expect(() => validateSamplingParams({ minTokens: 6, maxTokens: 5 }, limits)).toThrow(
+      /min_tokens: must be at most max_tokens \(5\)/,
+    );
+    expect(validateSamplingParams({ logitBias: { '7': -100 } as never }, limits).logitBias).toEqual({
+      7: -100,
+    });
+    expect(() => validateSamplingParams({ logitBias: { '50': 1 } as never }, limits)).toThrow(
+      /logit_bias: "50" is not a token id/,
+    );
+    expect(() => validateSamplingParams({ logitBias: { '1': 101 } as never }, limits)).toThrow(
+      /from -100 to 100/,
+    );
+    expect(() =>
+      validateSamplingParams({ guided: { type: 'choice', choices: [], param: 'guided_choice' } }, limits),
+    ).toThrow(/^guided_choice: the choices must be a non-empty array/);
+    expect(() => validateSamplingParams({ guided: { type: 'xml' } as never }, limits)).toThrow(
+      /unknown guided decoding type "xml"; known: json_schema, json_object/,
+    );
+    const g = validateSamplingParams(
+      { guided: { type: 'json_schema', schema: { type: 'object' }, prefix: '<a>' } },
+      limits,
+    ).guided;
+    expect(g).toEqual({
+      type: 'json_schema',
+      schema: { type: 'object' },
+      strict: undefined,
+      prefix: '<a>',
+      param: 'guided',
+    });
   });
 });

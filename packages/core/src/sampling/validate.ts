@@ -1,5 +1,5 @@
 import { invalidParam } from '../errors.js';
-import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling-params.js';
+import { DEFAULT_SAMPLING, type GuidedSpec, type SamplingParams } from '../sampling-params.js';
 
 export interface SamplingLimits {
   maxModelLen: number;
@@ -63,9 +63,6 @@ export function checkSamplingKeys(input: object): void {
     );
   }
 }
-
-/** OpenAI's range for a logit bias. */
-const MAX_BIAS = 100;
 
 /**
  * Checks a request's sampling settings against the model and fills the defaults. Throws
@@ -131,40 +128,105 @@ export function validateSamplingParams(
     out.stopTokenIds = [...ids];
   }
 
-  if (out.minTokens > out.maxTokens) {
-    throw invalidParam('min_tokens', `must be at most max_tokens (${out.maxTokens}), got ${out.minTokens}`);
-  }
-  out.logitBias = logitBias(input.logitBias, vocabSize);
-
   const eos: unknown = input.ignoreEos;
   if (eos !== undefined && eos !== null) {
     if (typeof eos !== 'boolean') throw invalidParam('ignore_eos', `must be true or false, got ${show(eos)}`);
     out.ignoreEos = eos;
   }
+  if (out.minTokens > out.maxTokens)
+    throw invalidParam('min_tokens', `must be at most max_tokens (${out.maxTokens}), got ${out.minTokens}`);
+
+  const bias: unknown = input.logitBias;
+  if (bias !== undefined && bias !== null) {
+    if (typeof bias !== 'object' || Array.isArray(bias))
+      throw invalidParam('logit_bias', 'must be an object mapping token ids to numbers from -100 to 100');
+    const entries = Object.entries(bias as Record<string, unknown>);
+    if (entries.length > MAX_LOGIT_BIAS)
+      throw invalidParam('logit_bias', `at most ${MAX_LOGIT_BIAS} entries, got ${entries.length}`);
+    if (entries.length > 0) out.logitBias = {};
+    for (const [k, v] of entries) {
+      // A token id as JSON object keys spell it: decimal digits only (not "1e2", " 5" or "-0").
+      const id = /^\d+$/.test(k) ? Number(k) : Number.NaN;
+      if (!int(id) || id < 0 || id >= vocabSize)
+        throw invalidParam('logit_bias', `${show(k)} is not a token id (0 to ${vocabSize - 1})`);
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < -100 || v > 100)
+        throw invalidParam(
+          'logit_bias',
+          `the bias of token ${k} must be a number from -100 to 100, got ${show(v)}`,
+        );
+      (out.logitBias as Record<number, number>)[id] = v;
+    }
+  }
+
+  const jf: unknown = input.jumpForward;
+  if (jf !== undefined && jf !== null) {
+    if (typeof jf !== 'boolean') throw invalidParam('jump_forward', `must be true or false, got ${show(jf)}`);
+    out.jumpForward = jf;
+  }
+  if (input.guided !== undefined && input.guided !== null) out.guided = validateGuidedSpec(input.guided);
   return out;
 }
 
-/** `logit_bias`: token id (a number or its decimal string, as JSON object keys are) to a bias. */
-function logitBias(v: unknown, vocabSize: number): Record<number, number> | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'object' || Array.isArray(v))
-    throw invalidParam('logit_bias', 'must be an object mapping token ids to biases from -100 to 100');
-  const out: Record<number, number> = {};
-  let n = 0;
-  for (const [key, bias] of Object.entries(v)) {
-    const id = /^\d+$/.test(key) ? Number(key) : Number.NaN;
-    if (!int(id) || id >= vocabSize)
-      throw invalidParam(
-        'logit_bias',
-        `key ${JSON.stringify(key)} is not a token id (0 to ${vocabSize - 1})`,
+const MAX_LOGIT_BIAS = 1024;
+const MAX_CHOICES = 1024;
+const MAX_GRAMMAR_CHARS = 256 * 1024;
+
+/** Checks the shape of a guided-decoding spec (compiling it is the grammar compiler's job). */
+export function validateGuidedSpec(spec: unknown): GuidedSpec {
+  const g = spec as Record<string, unknown>;
+  const param = typeof g?.param === 'string' ? g.param : 'guided';
+  const fail = (why: string) => invalidParam(param, why);
+  if (!g || typeof g !== 'object' || Array.isArray(g)) throw fail('must be an object with a type');
+  const text = (key: string, what: string): string => {
+    const v = g[key];
+    if (typeof v !== 'string' || v.length === 0) throw fail(`${what} must be a non-empty string`);
+    if (v.length > MAX_GRAMMAR_CHARS) throw fail(`${what} is longer than ${MAX_GRAMMAR_CHARS} characters`);
+    return v;
+  };
+  switch (g.type) {
+    case 'json_schema': {
+      const s = g.schema;
+      const ok =
+        typeof s === 'boolean' ||
+        typeof s === 'string' ||
+        (!!s && typeof s === 'object' && !Array.isArray(s));
+      if (!ok) throw fail('the JSON schema must be an object');
+      if (JSON.stringify(s).length > MAX_GRAMMAR_CHARS)
+        throw fail(`the JSON schema is longer than ${MAX_GRAMMAR_CHARS} characters`);
+      if (g.strict !== undefined && typeof g.strict !== 'boolean') throw fail('strict must be a boolean');
+      for (const k of ['prefix', 'suffix'])
+        if (g[k] !== undefined && typeof g[k] !== 'string') throw fail(`${k} must be a string`);
+      return {
+        type: 'json_schema',
+        schema: s as Record<string, unknown>,
+        strict: g.strict as boolean | undefined,
+        ...(g.prefix !== undefined ? { prefix: g.prefix as string } : {}),
+        ...(g.suffix !== undefined ? { suffix: g.suffix as string } : {}),
+        param,
+      };
+    }
+    case 'json_object':
+    case 'json':
+      return { type: g.type, param };
+    case 'regex':
+      return { type: 'regex', pattern: text('pattern', 'the regular expression'), param };
+    case 'grammar':
+      return { type: 'grammar', grammar: text('grammar', 'the grammar'), param };
+    case 'choice': {
+      const c = g.choices;
+      if (!Array.isArray(c) || c.length === 0 || c.some((x) => typeof x !== 'string' || x.length === 0))
+        throw fail('the choices must be a non-empty array of non-empty strings');
+      if (c.length > MAX_CHOICES) throw fail(`at most ${MAX_CHOICES} choices, got ${c.length}`);
+      return { type: 'choice', choices: [...c], param };
+    }
+    case 'structural_tag': {
+      const t = g.tag;
+      if (!t || typeof t !== 'object' || Array.isArray(t)) throw fail('the structural tag must be an object');
+      return { type: 'structural_tag', tag: t as Record<string, unknown>, param };
+    }
+    default:
+      throw fail(
+        `unknown guided decoding type ${show(g.type)}; known: json_schema, json_object, json, regex, grammar, choice, structural_tag`,
       );
-    if (typeof bias !== 'number' || !Number.isFinite(bias) || Math.abs(bias) > MAX_BIAS)
-      throw invalidParam(
-        'logit_bias',
-        `the bias of token ${id} must be a number from -100 to 100, got ${show(bias)}`,
-      );
-    out[id] = bias;
-    n++;
   }
-  return n > 0 ? out : undefined;
 }

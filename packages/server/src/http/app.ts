@@ -1,27 +1,24 @@
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import {
-  chatPromptIds,
-  type Engine,
-  type GenerateRequest,
-  type GenerateResult,
-  type StreamEvent,
-  type TokenLogprob,
-} from '@switchyard/core';
+import { createHash, randomUUID } from 'node:crypto';
+import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
-  type FastifyRequest,
   type FastifyServerOptions,
   LogController,
 } from 'fastify';
+import { Admission } from './admission.js';
+import { drainServer, InFlight, type RequestScope } from './drain.js';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
 import { loadMedia, type MediaPolicy } from './media.js';
 import { asBody, type Body, parseChat, parseCompletion } from './openai-requests.js';
 import { ServerMetrics } from './prometheus.js';
 import { logRequest } from './request-log.js';
-import type { Meta, RespondOptions, RouteContext } from './route-context.js';
+import type { Framing, Meta, RespondInput, RespondOptions, RouteContext } from './route-context.js';
 import { registerLightllmRoutes } from './routes/lightllm.js';
+import { type PlaygroundOptions, registerPlayground } from './routes/playground.js';
 import { registerSglangRoutes } from './routes/sglang.js';
+import { type Timeouts, timeoutOptions } from './timeouts.js';
+import { applyTools, parseToolCalls, ToolCallStream, type ToolOutput } from './tool-calls.js';
 
 export interface ServerOptions {
   engine: Engine;
@@ -29,7 +26,10 @@ export interface ServerOptions {
   modelName?: string;
   /** When set, /v1, /generate, /tokenize and /detokenize need `Authorization: Bearer KEY`. */
   apiKey?: string;
-  /** Waiting sequences past which new requests get 429 (default 1024). */
+  /**
+   * Requests waiting past which new ones get 429 (default 1024): queued sequences, requests being
+   * prepared (tokenized, images decoded) and requests still fetching their images.
+   */
   maxWaiting?: number;
   /** Largest request body in bytes (default 64 MiB: a few base64 images). */
   bodyLimit?: number;
@@ -42,12 +42,19 @@ export interface ServerOptions {
   logRequests?: boolean;
   /** Put prompt text (never images) in the request log lines (default false). */
   logPrompts?: boolean;
+  /** Serve the playground page at `/` and its API under /v1/playground (off when absent). */
+  playground?: PlaygroundOptions;
+  /** Limits on slow clients: headers, the whole request, idle keep-alive (see `Timeouts`). */
+  timeouts?: Partial<Timeouts>;
 }
 
 export interface Server {
   app: FastifyInstance;
   modelName: string;
-  /** Stops taking requests (503), lets running ones finish for up to `timeoutMs`, then closes. */
+  /**
+   * Stops taking requests (503), lets running ones finish for up to `timeoutMs`, then aborts what
+   * is left (streams end with an error event and `[DONE]`), closes every connection and the engine.
+   */
   drain(timeoutMs: number): Promise<void>;
 }
 
@@ -59,20 +66,36 @@ export function buildServer(options: ServerOptions): Server {
   const modelName = options.modelName ?? engine.info.model.split(/[\\/]/).filter(Boolean).pop()!;
   const maxWaiting = options.maxWaiting ?? 1024;
   const maxImages = options.maxImagesPerRequest ?? 8;
-  const keyDigest = options.apiKey ? sha256(options.apiKey) : undefined;
-  let draining = false;
+  const admission = new Admission(engine, { apiKey: options.apiKey || undefined, maxWaiting });
+  const inFlight = new InFlight();
 
   const app = Fastify({
     bodyLimit: options.bodyLimit ?? 64 * 1024 * 1024,
     logger: options.logger ?? false,
     // One line per request comes from `respond` instead, with tokens and latencies.
     logController: new LogController({ disableRequestLogging: true }),
+    ...timeoutOptions(options.timeouts),
   });
   const metrics = new ServerMetrics(engine, modelName);
 
+  inFlight.watch(app.server);
+
   app.setErrorHandler((error, _req, reply) => {
     const e = toHttpError(error);
-    void reply.status(e.status).send(errorBody(e));
+    void reply.status(e.status).headers(e.headers).send(errorBody(e));
+  });
+  // A compressed body is refused before it is read, rather than parsed as if it were plain JSON.
+  app.addHook('onRequest', async (req) => {
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') {
+      throw new HttpError(
+        415,
+        `Content-Encoding ${JSON.stringify(encoding)} is not supported; send the request body uncompressed`,
+        'invalid_request_error',
+        null,
+        'unsupported_content_encoding',
+      );
+    }
   });
   app.setNotFoundHandler((req, reply) => {
     void reply
@@ -84,41 +107,7 @@ export function buildServer(options: ServerOptions): Server {
       );
   });
 
-  /** Checks key, drain state and queue room before any work is done. */
-  const admit = (req: FastifyRequest, { auth = true } = {}) => {
-    if (auth && keyDigest) {
-      const header = req.headers.authorization ?? '';
-      const given = header.startsWith('Bearer ') ? header.slice(7) : '';
-      if (!timingSafeEqual(sha256(given), keyDigest)) {
-        throw new HttpError(
-          401,
-          'missing or wrong API key: send Authorization: Bearer <key>',
-          'authentication_error',
-          null,
-          'invalid_api_key',
-        );
-      }
-    }
-    if (draining)
-      throw new HttpError(
-        503,
-        'the server is shutting down; retry on another instance',
-        'service_unavailable',
-        null,
-        'draining',
-      );
-  };
-  const checkQueue = () => {
-    if (engine.stats().numWaiting >= maxWaiting) {
-      throw new HttpError(
-        429,
-        `the waiting queue is full (${maxWaiting} sequences); retry later`,
-        'rate_limit_error',
-        null,
-        'queue_full',
-      );
-    }
-  };
+  const admit = admission.check.bind(admission);
   const checkModel = (body: Body) => {
     if (body.model === undefined || body.model === null) return;
     // Never String() a client's value: {"toString": 1} throws, a deeply nested array overflows the stack.
@@ -148,10 +137,10 @@ export function buildServer(options: ServerOptions): Server {
    * Fetches a request's images under the media policy and hands the engine their bytes: chat
    * `image_url` parts become `{"type": "image"}` parts, so the engine never sees a URL or a path.
    */
-  const loadImages = async (request: GenerateRequest, urls: string[], param: string) => {
+  const loadImages = async (request: GenerateRequest, urls: string[], param: string, signal: AbortSignal) => {
     if (urls.length === 0) return;
     if (!engine.spec.multimodal) throw badRequest(`the model '${modelName}' does not accept images`, param);
-    request.images = await Promise.all(urls.map((url) => loadMedia(url, media, param)));
+    request.images = await Promise.all(urls.map((url) => loadMedia(url, media, param, signal)));
     request.messages = request.messages?.map((m) =>
       typeof m.content === 'string'
         ? m
@@ -159,8 +148,10 @@ export function buildServer(options: ServerOptions): Server {
     );
   };
 
+  if (options.playground) registerPlayground(app, { ...options.playground, engine, modelName, admit });
+
   app.get('/health', async (_req, reply) => {
-    if (draining) return reply.status(503).send({ status: 'draining' });
+    if (admission.draining) return reply.status(503).send({ status: 'draining' });
     return { status: 'ok' };
   });
 
@@ -194,14 +185,13 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     checkModel(body);
     const parsed = parseChat(body, maxImages);
-    checkQueue();
-    await loadImages(parsed.request, parsed.images, 'messages');
+    const tools = applyTools(parsed.request, parsed.tools, engine.checkpoint.chatTemplate);
     return respond(
       reply,
-      [parsed.request],
+      { requests: [parsed.request], images: [parsed.images], param: 'messages' },
       parsed.stream,
-      (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage),
-      (r, meta) => openaiResponse(r, meta, 'chat'),
+      (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage, tools),
+      (r, meta) => openaiResponse(r, meta, 'chat', tools),
       { warnings: parsed.warnings, route: '/v1/chat/completions' },
     );
   });
@@ -211,13 +201,12 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     checkModel(body);
     const parsed = parseCompletion(body);
-    checkQueue();
     const echo = parsed.echo
       ? parsed.prompts.map((p) => (typeof p === 'string' ? p : engine.tokenizer.decode(p, false)))
       : undefined;
     return respond(
       reply,
-      parsed.requests,
+      { requests: parsed.requests, images: [], param: 'prompt' },
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'completion', parsed.includeUsage),
       (r, meta) => openaiResponse(r, meta, 'completion'),
@@ -225,15 +214,7 @@ export function buildServer(options: ServerOptions): Server {
     );
   });
 
-  const ctx: RouteContext = {
-    engine,
-    modelName,
-    maxImages,
-    admit: (req) => admit(req),
-    checkQueue,
-    loadImages,
-    respond,
-  };
+  const ctx: RouteContext = { engine, modelName, maxImages, admit: (req) => admit(req), respond };
   registerSglangRoutes(app, ctx);
   registerLightllmRoutes(app, ctx);
 
@@ -242,14 +223,15 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     const addSpecial = body.add_special_tokens !== false;
     let tokens: number[];
-    if (typeof body.prompt === 'string') tokens = engine.tokenizer.encode(body.prompt, addSpecial);
-    else if (Array.isArray(body.messages)) {
+    if (typeof body.prompt === 'string') {
+      // A text that cannot fit the context is refused before it ties up a thread tokenizing it.
+      engine.checkPromptChars(body.prompt.length);
+      tokens = await engine.encode(body.prompt, addSpecial);
+    } else if (Array.isArray(body.messages)) {
       // The engine's own renderer, so the count matches what a chat request runs.
-      tokens = chatPromptIds(
-        engine.checkpoint,
-        engine.spec,
-        parseChat({ messages: body.messages }, maxImages).request.messages!,
-      );
+      tokens = await engine.promptIds({
+        messages: parseChat({ messages: body.messages }, maxImages).request.messages!,
+      });
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };
   });
@@ -266,22 +248,21 @@ export function buildServer(options: ServerOptions): Server {
 
   /**
    * Runs a request (or a batch of them, answered as one: choice i × n + j is completion j of
-   * request i): a JSON answer, or server-sent events; a client that goes away aborts them all.
+   * request i): takes a seat in the waiting room, fetches the images, then answers JSON or
+   * server-sent events. A client that goes away, at any stage, aborts them all.
    */
   async function respond(
     reply: FastifyReply,
-    requests: GenerateRequest[],
+    input: RespondInput,
     stream: boolean,
     toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
     toBody: (result: GenerateResult, meta: Meta) => unknown,
     extra: RespondOptions,
   ) {
+    const { requests } = input;
     const framing = extra.framing ?? { prefix: 'data: ', done: true };
-    const controller = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    };
-    reply.raw.on('close', onClose);
+    const leave = admission.seat();
+    const scope = inFlight.open(reply);
     const meta: Meta = {
       id: randomUUID().replaceAll('-', ''),
       created: Math.floor(Date.now() / 1000),
@@ -297,11 +278,17 @@ export function buildServer(options: ServerOptions): Server {
     const startedAt = performance.now();
     let error: unknown;
     try {
-      return await run();
+      await Promise.all(
+        requests.map((r, i) => loadImages(r, input.images[i] ?? [], input.param, scope.signal)),
+      );
+      if (scope.signal.aborted) throw scope.signal.reason;
+      return await answer(reply, requests, meta, scope, leave, stream, toChunks, toBody, framing);
     } catch (e) {
       error = e;
       throw e;
     } finally {
+      leave();
+      scope.end();
       meta.results.forEach((r, i) => {
         if (r) metrics.observe(requests[i], r);
       });
@@ -316,52 +303,66 @@ export function buildServer(options: ServerOptions): Server {
           error,
         });
     }
+  }
 
-    async function run() {
-      // The first event of each validates it: a bad request still gets a plain JSON error.
-      const streams = requests.map((r) => engine.stream(r, controller.signal));
-      let firsts: IteratorResult<StreamEvent>[];
-      try {
-        firsts = await Promise.all(streams.map((s) => s.next()));
-      } catch (e) {
-        controller.abort();
-        throw e;
-      }
-      const rest = mergeEvents(
-        streams.map((s, i) => prepend(firsts[i], s)),
-        meta,
-      );
-      if (!stream) {
-        let result: GenerateResult | undefined;
-        for await (const e of rest) if (e.type === 'done') result = e.result;
-        return toBody(result!, meta);
-      }
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-      });
-      try {
-        for await (const chunk of toChunks(rest, meta)) {
-          if (controller.signal.aborted) break;
-          res.write(`${framing.prefix}${JSON.stringify(chunk)}\n\n`);
-        }
-      } catch (e) {
-        if (!controller.signal.aborted)
-          res.write(`${framing.prefix}${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
-      }
-      if (!controller.signal.aborted) res.end(framing.done ? `${framing.prefix}[DONE]\n\n` : undefined);
+  async function answer(
+    reply: FastifyReply,
+    requests: GenerateRequest[],
+    meta: Meta,
+    scope: RequestScope,
+    leave: () => void,
+    stream: boolean,
+    toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
+    toBody: (result: GenerateResult, meta: Meta) => unknown,
+    framing: Framing,
+  ) {
+    const { signal } = scope;
+    const streams = requests.map((r) => engine.stream(r, signal));
+    // The engine counts the requests (preparing, then waiting) from their first step on.
+    leave();
+    // The first event of each validates it: a bad request still gets a plain JSON error.
+    let firsts: IteratorResult<StreamEvent>[];
+    try {
+      firsts = await Promise.all(streams.map((s) => s.next()));
+    } catch (e) {
+      // One bad request of a batch: stop the others (return() aborts a queued request).
+      for (const s of streams) void s.return(undefined).catch(() => {});
+      throw e;
     }
+    const rest = mergeEvents(
+      streams.map((s, i) => prepend(firsts[i], s)),
+      meta,
+    );
+    if (!stream) {
+      let result: GenerateResult | undefined;
+      for await (const e of rest) if (e.type === 'done') result = e.result;
+      // Stopped by a drain: answer its 503, not a cut-short 200.
+      if (signal.aborted) throw signal.reason;
+      return toBody(result!, meta);
+    }
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    });
+    try {
+      for await (const chunk of toChunks(rest, meta)) {
+        if (scope.clientGone()) break;
+        res.write(`${framing.prefix}${JSON.stringify(chunk)}\n\n`);
+      }
+      // Stopped by a drain: say so before the end.
+      if (signal.aborted && !scope.clientGone()) throw signal.reason;
+    } catch (e) {
+      if (!scope.clientGone()) res.write(`${framing.prefix}${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
+    }
+    if (!scope.clientGone()) res.end(framing.done ? `${framing.prefix}[DONE]\n\n` : undefined);
   }
 
   async function drain(timeoutMs: number): Promise<void> {
-    draining = true;
-    const deadline = Date.now() + timeoutMs;
-    while (engine.numUnfinished() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await app.close();
-    await engine.close();
+    admission.draining = true;
+    await drainServer(app, engine, inFlight, timeoutMs);
   }
 
   return { app, modelName, drain };
@@ -382,6 +383,19 @@ async function* mergeEvents(streams: AsyncGenerator<StreamEvent>[], meta: Meta):
   }
   const n = new Array<GenerateResult>(streams.length);
   meta.results = n;
+  // The batch's streams run on their own; stopping early (`return()`) stops every one of them.
+  try {
+    yield* mergeBatch(streams, meta, n);
+  } finally {
+    for (const s of streams) void s.return(undefined).catch(() => {});
+  }
+}
+
+async function* mergeBatch(
+  streams: AsyncGenerator<StreamEvent>[],
+  meta: Meta,
+  n: GenerateResult[],
+): AsyncGenerator<StreamEvent> {
   const queue: { i: number; e: StreamEvent }[] = [];
   let wake: (() => void) | undefined;
   let live = streams.length;
@@ -429,18 +443,19 @@ async function* mergeEvents(streams: AsyncGenerator<StreamEvent>[], meta: Meta):
   };
 }
 
+/** `first`, then the rest of `rest`; stopping early (`return()`) stops `rest` too. */
 async function* prepend<T>(first: IteratorResult<T>, rest: AsyncIterator<T>): AsyncGenerator<T> {
-  if (first.done) return;
-  yield first.value;
-  while (true) {
-    const next = await rest.next();
-    if (next.done) return;
-    yield next.value;
+  try {
+    if (first.done) return;
+    yield first.value;
+    while (true) {
+      const next = await rest.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await rest.return?.(undefined);
   }
-}
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
 }
 
 function usage(r: GenerateResult) {
@@ -514,7 +529,7 @@ function echoLogprobs(engine: Engine, r: GenerateResult, out: TokenLogprob[] | u
   };
 }
 
-function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind) {
+function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind, tools?: ToolOutput) {
   const choices = r.outputs.map((o) => {
     const request = meta.results[Math.floor(o.index / meta.n)] ?? r;
     const echo = meta.echo?.[Math.floor(o.index / meta.n)];
@@ -523,11 +538,14 @@ function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind) {
       echo !== undefined && o.logprobs
         ? echoLogprobs(meta.engine, request, o.logprobs)
         : logprobsOf(meta.engine, o.logprobs, kind);
+    const parsed = tools ? parseToolCalls(o.text, tools.dialect, tools.tools) : undefined;
+    const calls = parsed?.calls.length ? { tool_calls: parsed.calls } : {};
+    const message = { role: 'assistant', content: parsed ? parsed.content : o.text, ...calls };
     return {
       index: o.index,
-      ...(kind === 'chat' ? { message: { role: 'assistant', content: o.text } } : { text }),
+      ...(kind === 'chat' ? { message } : { text }),
       logprobs,
-      finish_reason: o.finishReason,
+      finish_reason: parsed?.calls.length ? 'tool_calls' : o.finishReason,
       stop_reason: o.stopReason ?? null,
       ...(kind === 'completion' && request.promptLogprobs
         ? { prompt_logprobs: promptLogprobsOf(meta.engine, request.promptLogprobs) }
@@ -554,10 +572,12 @@ async function* openaiStream(
   meta: Meta,
   kind: Kind,
   includeUsage: boolean,
+  tools?: ToolOutput,
 ) {
   const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${meta.id}`;
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   const started = new Set<number>();
+  const toolStreams = new Map<number, { stream: ToolCallStream; numCalls: number }>();
   const chunk = (choices: unknown[], extra: object = {}) => ({
     id,
     object,
@@ -576,10 +596,27 @@ async function* openaiStream(
     const first = !started.has(e.index);
     started.add(e.index);
     const echo = first ? (meta.echo?.[Math.floor(e.index / meta.n)] ?? '') : '';
+    let delta: Record<string, unknown> = { content: e.text };
+    let finish: string | null = e.finishReason ?? null;
+    if (tools) {
+      let ts = toolStreams.get(e.index);
+      if (!ts) {
+        ts = { stream: new ToolCallStream(tools.dialect, tools.tools), numCalls: 0 };
+        toolStreams.set(e.index, ts);
+      }
+      const d = ts.stream.push(e.text);
+      if (e.finishReason) {
+        const end = ts.stream.finish();
+        d.content += end.content;
+        d.calls.push(...end.calls);
+      }
+      const calls = d.calls.map((c) => ({ index: ts.numCalls++, ...c }));
+      delta = { content: d.content, ...(calls.length ? { tool_calls: calls } : {}) };
+      if (e.finishReason && ts.numCalls > 0) finish = 'tool_calls';
+      if (!first && !finish && !d.content && calls.length === 0) continue;
+    }
     const body =
-      kind === 'chat'
-        ? { delta: first ? { role: 'assistant', content: e.text } : { content: e.text } }
-        : { text: echo + e.text };
+      kind === 'chat' ? { delta: first ? { role: 'assistant', ...delta } : delta } : { text: echo + e.text };
     const extra = !warned && meta.warnings.length ? { warnings: meta.warnings } : {};
     warned = true;
     yield chunk(
@@ -588,11 +625,15 @@ async function* openaiStream(
           index: e.index,
           ...body,
           logprobs: logprobsOf(meta.engine, e.logprobs, kind),
-          finish_reason: e.finishReason ?? null,
+          finish_reason: finish,
           ...(e.finishReason ? { stop_reason: e.stopReason ?? null } : {}),
         },
       ],
       extra,
     );
   }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
 }

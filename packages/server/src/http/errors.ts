@@ -8,6 +8,8 @@ export class HttpError extends Error {
     readonly type: string,
     readonly param: string | null = null,
     readonly code: string | null = null,
+    /** Extra response headers (Retry-After on 429 and 503). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -26,7 +28,13 @@ export function toHttpError(e: unknown): HttpError {
       case 'not_found':
         return new HttpError(404, e.message, 'not_found_error', e.param ?? null, 'not_found');
       case 'capacity':
-        return new HttpError(503, e.message, 'service_unavailable', null, 'capacity');
+        return new HttpError(503, e.message, 'service_unavailable', null, 'capacity', {
+          'retry-after': '1',
+        });
+      case 'overloaded':
+        return new HttpError(429, e.message, 'rate_limit_error', e.param ?? null, 'overloaded', {
+          'retry-after': '1',
+        });
       default:
         return new HttpError(500, e.message, 'internal_error', null, 'internal_error');
     }

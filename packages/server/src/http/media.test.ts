@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -208,7 +209,9 @@ describe('address classes', () => {
         loadMedia('http://images.test/cat.png', policy),
         /may only be fetched from public/,
       );
-      expect(error.message).toContain(`resolves to ${address}, a ${classifyAddress(address)} address`);
+      expect(error.message).toContain(`resolves to a ${classifyAddress(address)} address`);
+      // The resolved address of an allow-listed host is never shown to the client.
+      expect(error.message).not.toContain(address);
       expect(classifyAddress(address)).toMatch(what);
     },
   );
@@ -222,10 +225,7 @@ describe('address classes', () => {
         { address: '10.0.0.7', family: 4 },
       ],
     };
-    await refused(
-      loadMedia('https://images.test/cat.png', policy),
-      /resolves to 10\.0\.0\.7, a private address/,
-    );
+    await refused(loadMedia('https://images.test/cat.png', policy), /resolves to a private address/);
   });
 
   it('refuses lookups that answer nothing or fail', async () => {
@@ -276,15 +276,15 @@ describe('address classes', () => {
     await refused(loadMedia('http://[::ffff:169.254.169.254]/', listed), /IPv4-mapped link-local/);
     await refused(loadMedia('http://0.0.0.0/', listed), /unspecified/);
     // Numeric spellings are normalized by the URL parser before any check.
-    await refused(loadMedia('http://2130706433/', listed), /127\.0\.0\.1, a loopback address/);
-    await refused(loadMedia('http://0x7f.1/', listed), /127\.0\.0\.1, a loopback address/);
+    await refused(loadMedia('http://2130706433/', listed), /"127\.0\.0\.1" resolves to a loopback address/);
+    await refused(loadMedia('http://0x7f.1/', listed), /"127\.0\.0\.1" resolves to a loopback address/);
   });
 });
 
 describe('the domain allow-list', () => {
   const lookup = async () => [{ address: '10.9.9.9', family: 4 }];
   // A private answer means the host got past the allow-list to the address check.
-  const passes = /10\.9\.9\.9, a private address/;
+  const passes = /resolves to a private address/;
   const blocked = /is not in the server's allowed media domains/;
 
   it('is off when empty', async () => {
@@ -454,7 +454,7 @@ describe('fetching over http', () => {
   it('refuses the loopback test server without the test-only escape', async () => {
     await refused(
       loadMedia(at('/img'), served({ allowPrivateAddressesForTests: false })),
-      /"images\.test" resolves to 127\.0\.0\.1, a loopback address/,
+      /"images\.test" resolves to a loopback address/,
     );
   });
 
@@ -502,21 +502,12 @@ describe('fetching over http', () => {
   });
 
   it('refuses a redirect to a loopback name', async () => {
-    await refused(
-      loadMedia(at('/to-loopback'), served()),
-      /"loopback\.test" resolves to ::1, a loopback address/,
-    );
-    await refused(
-      loadMedia(at('/to-localhost'), served()),
-      /"localhost" resolves to 127\.0\.0\.2, a loopback address/,
-    );
+    await refused(loadMedia(at('/to-loopback'), served()), /"loopback\.test" resolves to a loopback address/);
+    await refused(loadMedia(at('/to-localhost'), served()), /"localhost" resolves to a loopback address/);
   });
 
   it('refuses a redirect to a private name, or to a literal IP that is not allow-listed', async () => {
-    await refused(
-      loadMedia(at('/to-private'), served()),
-      /"intranet\.test" resolves to 10\.0\.0\.5, a private address/,
-    );
+    await refused(loadMedia(at('/to-private'), served()), /"intranet\.test" resolves to a private address/);
     await refused(loadMedia(at('/to-literal'), served()), /"127\.0\.0\.1" is not in the server's allowed/);
   });
 
@@ -588,7 +579,21 @@ describe('fetching over http', () => {
         probe.close(() => done(p));
       });
     });
-    await refused(loadMedia(`http://images.test:${closed}/img`, served()), /failed: .*ECONNREFUSED/);
+    const error = await refused(
+      loadMedia(`http://images.test:${closed}/img`, served()),
+      /failed: .*ECONNREFUSED/,
+    );
+    // Node's message names the peer (connect ECONNREFUSED 127.0.0.1:port); the client's does not.
+    expect(error.message).not.toContain('127.0.0.1');
+  });
+
+  it('stops a fetch when the request is aborted (the client went away)', async () => {
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = loadMedia(at('/slow-body'), served({ timeoutMs: 10_000 }), 'messages', controller.signal);
+    setTimeout(() => controller.abort(new Error('client gone')), 50);
+    await expect(pending).rejects.toThrow('client gone');
+    expect(Date.now() - started).toBeLessThan(2000);
   });
 });
 
@@ -686,6 +691,23 @@ describe('local files', () => {
       /2000 bytes, more than the 1999-byte/,
     );
     expect(await loadMedia(join(root, 'big.png'), policy({ maxBytes: 2000 }))).toEqual(new Uint8Array(2000));
+  });
+
+  it('refuses a FIFO without opening it, so no libuv thread blocks on it', async () => {
+    const fifo = join(root, 'pipe.png');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      // Four of these used to fill libuv's thread pool, each blocked in open() waiting for a writer.
+      const started = Date.now();
+      await Promise.all(
+        Array.from({ length: 6 }, () => refused(loadMedia(fifo, policy()), /not a regular file/)),
+      );
+      // The pool is free: a regular file still reads at once.
+      expect(await loadMedia(join(root, 'cat.png'), policy())).toEqual(LOCAL);
+      expect(Date.now() - started).toBeLessThan(2000);
+    } finally {
+      await rm(fifo);
+    }
   });
 
   it('refuses file URLs with a remote host, and an unreadable allowed folder', async () => {

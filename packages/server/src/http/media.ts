@@ -1,6 +1,6 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { constants as fsConstants } from 'node:fs';
-import { open, realpath } from 'node:fs/promises';
+import { open, realpath, stat } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
@@ -41,9 +41,16 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 /**
  * Loads the bytes of an image given as a data: URL, an http(s) URL or a local path, enforcing the policy.
- * Throws HttpError 400 naming what is wrong and what to do.
+ * Throws HttpError 400 naming what is wrong and what to do; aborting `signal` (the client went away)
+ * stops a fetch or a read where it is and rejects with the signal's reason.
  */
-export async function loadMedia(url: string, policy: MediaPolicy, param = 'messages'): Promise<Uint8Array> {
+export async function loadMedia(
+  url: string,
+  policy: MediaPolicy,
+  param = 'messages',
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
+  signal?.throwIfAborted();
   if (typeof url !== 'string' || url.trim() === '') {
     throw badRequest(
       'the image URL is empty; send a data: URL, an http(s) URL or an absolute file path',
@@ -58,7 +65,7 @@ export async function loadMedia(url: string, policy: MediaPolicy, param = 'messa
       throw toHttpError(e);
     }
   }
-  if (isAbsolute(url)) return readLocal(url, policy, maxBytes, param);
+  if (isAbsolute(url)) return readLocal(url, policy, maxBytes, param, signal);
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -72,7 +79,7 @@ export async function loadMedia(url: string, policy: MediaPolicy, param = 'messa
   switch (parsed.protocol) {
     case 'http:':
     case 'https:':
-      return fetchRemote(parsed, policy, maxBytes, param);
+      return fetchRemote(parsed, policy, maxBytes, param, signal);
     case 'file:': {
       let path: string;
       try {
@@ -83,7 +90,7 @@ export async function loadMedia(url: string, policy: MediaPolicy, param = 'messa
           param,
         );
       }
-      return readLocal(path, policy, maxBytes, param);
+      return readLocal(path, policy, maxBytes, param, signal);
     }
     default:
       throw badRequest(
@@ -293,8 +300,9 @@ async function checkTarget(
     const why =
       family === 0 ? 'not a valid IP address' : pinnedTestServer ? undefined : classifyAddress(address);
     if (why) {
+      // The address itself is not shown: it would map the operator's network for the client.
       throw badRequest(
-        `the image host "${host}" resolves to ${address}, a ${why} address; images may only be fetched ` +
+        `the image host "${host}" resolves to a ${why} address; images may only be fetched ` +
           'from public addresses, so send this image inline as a data: URL',
         param,
       );
@@ -314,6 +322,18 @@ function pinnedLookup(addresses: Address[]): LookupFunction {
     if (options.all) callback(null, list);
     else callback(null, list[0].address, list[0].family);
   };
+}
+
+/**
+ * Why a connection failed, without the peer's address (Node's messages carry `connect ECONNREFUSED
+ * 10.1.2.3:80`): the error code alone, or the message with every IP address masked.
+ */
+function reason(e: Error): string {
+  const code = (e as { code?: string }).code;
+  if (code) return code;
+  return e.message
+    .replace(/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b/g, '<address>')
+    .replace(/\[?[0-9a-f]*:[0-9a-f:]+:[0-9a-f.]*\]?(:\d+)?/gi, '<address>');
 }
 
 type Hop = { kind: 'redirect'; location: string } | { kind: 'body'; bytes: Uint8Array };
@@ -354,7 +374,7 @@ function fetchOnce(
       },
       (res) => {
         response = res;
-        res.on('error', (e) => fail(badRequest(`fetching the image ${where} failed: ${e.message}`, param)));
+        res.on('error', (e) => fail(badRequest(`fetching the image ${where} failed: ${reason(e)}`, param)));
         const status = res.statusCode ?? 0;
         const location = res.headers.location;
         if (REDIRECT_STATUSES.has(status) && location) {
@@ -398,7 +418,7 @@ function fetchOnce(
         });
       },
     );
-    request.on('error', (e) => fail(badRequest(`fetching the image ${where} failed: ${e.message}`, param)));
+    request.on('error', (e) => fail(badRequest(`fetching the image ${where} failed: ${reason(e)}`, param)));
     if (signal.aborted) {
       onAbort();
       return;
@@ -413,9 +433,12 @@ async function fetchRemote(
   policy: MediaPolicy,
   maxBytes: number,
   param: string,
+  outer?: AbortSignal,
 ): Promise<Uint8Array> {
   const timeoutMs = policy.timeoutMs ?? DEFAULT_MEDIA_TIMEOUT_MS;
   const controller = new AbortController();
+  const onOuterAbort = () => controller.abort(outer?.reason);
+  outer?.addEventListener('abort', onOuterAbort, { once: true });
   const timer = setTimeout(
     () =>
       controller.abort(
@@ -449,6 +472,7 @@ async function fetchRemote(
     }
   } finally {
     clearTimeout(timer);
+    outer?.removeEventListener('abort', onOuterAbort);
   }
 }
 
@@ -465,6 +489,7 @@ async function readLocal(
   policy: MediaPolicy,
   maxBytes: number,
   param: string,
+  signal?: AbortSignal,
 ): Promise<Uint8Array> {
   if (policy.allowedLocalPath === undefined) {
     throw badRequest(
@@ -503,21 +528,37 @@ async function readLocal(
     throw badRequest(`the image file ${show(path)} cannot be read (${code ?? (e as Error).message})`, param);
   }
   if (!within(root, real)) throw outside();
+  // A FIFO, socket or device would block a libuv thread in open() or read() until a writer comes:
+  // refuse anything but a regular file before opening it, and open without blocking in case the
+  // path was swapped for one in between (the stat after opening catches that).
+  const notRegular = () => badRequest(`the image path ${show(path)} is not a regular file`, param);
+  try {
+    if (!(await stat(real)).isFile()) throw notRegular();
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    const code = (e as { code?: string }).code;
+    throw badRequest(`the image file ${show(path)} cannot be read (${code ?? (e as Error).message})`, param);
+  }
+  signal?.throwIfAborted();
   let handle: Awaited<ReturnType<typeof open>>;
   try {
-    handle = await open(real, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
+    handle = await open(
+      real,
+      fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0) | (fsConstants.O_NONBLOCK ?? 0),
+    );
   } catch (e) {
     const code = (e as { code?: string }).code;
     throw badRequest(`the image file ${show(path)} cannot be read (${code ?? (e as Error).message})`, param);
   }
   try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw badRequest(`the image path ${show(path)} is not a regular file`, param);
-    if (stat.size > maxBytes) throw tooLarge(stat.size, maxBytes, param);
+    const info = await handle.stat();
+    if (!info.isFile()) throw notRegular();
+    if (info.size > maxBytes) throw tooLarge(info.size, maxBytes, param);
     // Read at most one byte past the limit, in case the file grew since it was measured.
-    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
+    const buffer = Buffer.alloc(Math.min(info.size, maxBytes) + 1);
     let length = 0;
     while (length < buffer.length) {
+      signal?.throwIfAborted();
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
       if (bytesRead === 0) break;
       length += bytesRead;
@@ -525,7 +566,7 @@ async function readLocal(
     if (length > maxBytes) throw tooLarge(`over ${maxBytes}`, maxBytes, param);
     return new Uint8Array(buffer.buffer, buffer.byteOffset, length);
   } catch (e) {
-    if (e instanceof HttpError) throw e;
+    if (e instanceof HttpError || signal?.aborted) throw e;
     const code = (e as { code?: string }).code;
     throw badRequest(`the image file ${show(path)} cannot be read (${code ?? (e as Error).message})`, param);
   } finally {

@@ -1,6 +1,8 @@
 import type { ChatMessage, GenerateRequest, SamplingParams } from '@switchyard/core';
 import { badRequest } from './errors.js';
 import { checkFields } from './request-fields.js';
+import { parseChatRendering, parseNativeStructured, parseStructured } from './structured-requests.js';
+import { parseTools, type ToolRequest, toolMessageFields } from './tool-calls.js';
 
 export type Body = Record<string, unknown>;
 
@@ -12,6 +14,8 @@ export interface ParsedRequest {
   logprobs?: number;
   /** Notes on accepted-and-ignored fields, for the log and the response's `warnings`. */
   warnings: string[];
+  /** Chat `tools` + `tool_choice`, when given. */
+  tools?: ToolRequest;
 }
 
 /** The request body as an object, or a 400 naming what it was instead. */
@@ -95,8 +99,10 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
     if (!m || typeof m !== 'object' || typeof m.role !== 'string') {
       throw badRequest(`messages[${i}] must be an object with a string role`, 'messages');
     }
-    if (typeof m.content === 'string') return { role: m.role, content: m.content };
-    if (m.content === null || m.content === undefined) return { role: m.role, content: '' };
+    if (typeof m.content === 'string')
+      return { role: m.role, content: m.content, ...toolMessageFields(m, i) };
+    if (m.content === null || m.content === undefined)
+      return { role: m.role, content: '', ...toolMessageFields(m, i) };
     if (!Array.isArray(m.content))
       throw badRequest(`messages[${i}].content must be a string or an array of parts`, 'messages');
     return {
@@ -131,12 +137,21 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
   const stream = streamOptions(body);
   if (stream.stream && s.promptLogprobs !== undefined)
     throw badRequest('prompt_logprobs is not supported with stream: true', 'prompt_logprobs');
+  // Extra variables for the chat template (vLLM's chat_template_kwargs, e.g. enable_thinking).
+  const kwargs = optional(body, 'chat_template_kwargs', isObject, 'an object of chat template variables');
   return {
-    request: { messages: normalized, sampling: { ...s, logprobs }, priority: priorityOf(body) },
+    request: {
+      messages: normalized,
+      ...parseChatRendering(body),
+      ...(kwargs ? { chatTemplateKwargs: kwargs } : {}),
+      sampling: { ...s, ...parseStructured(body), logprobs },
+      priority: priorityOf(body),
+    },
     ...stream,
     logprobs,
     images,
     warnings,
+    tools: parseTools(body),
   };
 }
 
@@ -175,7 +190,7 @@ export function parseCompletion(body: Body): ParsedCompletion {
     );
   const logprobs = optional(body, 'logprobs', isInt, 'an integer');
   const echo = optional(body, 'echo', isBool, 'a boolean') ?? false;
-  const s = sampling(body, ['max_tokens']);
+  const s = { ...sampling(body, ['max_tokens']), ...parseStructured(body) };
   const stream = streamOptions(body);
   if (stream.stream && s.promptLogprobs !== undefined)
     throw badRequest('prompt_logprobs is not supported with stream: true', 'prompt_logprobs');
@@ -295,8 +310,7 @@ export function parseNativeGenerate(body: Body): ParsedNativeGenerate {
   if (typeof sp !== 'object' || Array.isArray(sp))
     throw badRequest('sampling_params must be an object', 'sampling_params');
   checkKeys(sp as Body, SGLANG_SAMPLING, 'sampling_params');
-  const s = sampling(sp as Body, ['max_new_tokens']);
-  s.minTokens ??= optional(sp as Body, 'min_new_tokens', isInt, 'an integer');
+  const s = { ...sampling(sp as Body, ['max_new_tokens']), ...parseNativeStructured(sp as Body) };
   s.seed ??= optional(sp as Body, 'sampling_seed', isInt, 'an integer');
   if ((sp as Body).skip_special_tokens === false)
     throw badRequest('skip_special_tokens: false is not supported', 'skip_special_tokens');

@@ -75,6 +75,11 @@ export class ServerMetrics {
     gauge('num_requests_running', 'Sequences in the running batch.', () => s().numRunning);
     gauge('num_requests_waiting', 'Sequences waiting to be scheduled.', () => s().numWaiting);
     gauge(
+      'num_requests_preparing',
+      'Requests being prepared (tokenized, images decoded), not yet queued.',
+      () => s().numPreparing,
+    );
+    gauge(
       'kv_cache_usage_perc',
       'Fraction of KV blocks held by live sequences (1 = full).',
       () => s().kvUsage,
@@ -127,12 +132,19 @@ export class ServerMetrics {
       () => s().numGenerationTokens,
     );
     counter('request_failure_total', 'Requests that failed.', () => s().numRequestsFailed);
+    counter(
+      'request_aborted_total',
+      'Requests stopped before they finished (client gone, drain, timeout).',
+      () => s().numRequestsAborted,
+    );
     this.success = new Counter({
       name: 'switchyard:request_success_total',
-      help: 'Finished completions, by finish reason (stop, length, abort).',
+      help: 'Finished completions, by finish reason (stop, length; aborts are request_aborted_total).',
       labelNames: ['model_name', 'finished_reason'],
       registers,
     });
+    // Exported at zero from the start, as vLLM does, so a scrape always finds them.
+    for (const finished_reason of ['stop', 'length']) this.success.inc({ ...labels, finished_reason }, 0);
     const histogram = (name: string, help: string, buckets: number[]) => {
       this.h[name] = new Histogram({ name: `switchyard:${name}`, help, labelNames, buckets, registers });
     };
@@ -157,7 +169,8 @@ export class ServerMetrics {
     const l = this.labels;
     const m = r.metrics;
     const obs = (name: string, v: number) => this.h[name].observe(l, v);
-    for (const o of r.outputs) this.success.inc({ ...l, finished_reason: o.finishReason }, 1);
+    for (const o of r.outputs)
+      if (o.finishReason !== 'abort') this.success.inc({ ...l, finished_reason: o.finishReason }, 1);
     obs('time_to_first_token_seconds', m.ttftMs / 1000);
     for (const gap of m.itlMs) obs('inter_token_latency_seconds', gap / 1000);
     const generated = r.outputs[0]?.tokenIds.length ?? 0;

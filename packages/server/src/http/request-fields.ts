@@ -45,9 +45,6 @@ export const ELSEWHERE_FIELDS = new Set([
   'guided_regex',
   'guided_choice',
   'guided_grammar',
-  'regex',
-  'json_schema',
-  'ebnf',
   // The structured-output branch's chat-rendering and decoding options.
   'continue_final_message',
   'add_generation_prompt',
@@ -60,6 +57,7 @@ export const IGNORED_FIELDS: Record<string, string> = {
   metadata: 'nothing is stored here',
   service_tier: 'there is one service tier',
   skip_special_tokens: 'special tokens are always left out of the text',
+  guided_decoding_backend: 'XGrammar is the one guided-decoding backend here',
 };
 export const REFUSED_FIELDS: Record<string, string> = {
   suffix:

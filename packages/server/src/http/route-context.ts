@@ -34,21 +34,29 @@ export interface RespondOptions {
   framing?: Framing;
 }
 
-/** What a route file needs from the server: admission, images, and the engine driver. */
+/** What `respond` runs: one request or a batch, with each request's image sources. */
+export interface RespondInput {
+  requests: GenerateRequest[];
+  /** Per request, its image sources (URLs, data URLs); fetched under the media policy. */
+  images: string[][];
+  /** The request field the images came in (named by errors). */
+  param: string;
+}
+
+/** What a route file needs from the server: admission and the engine driver. */
 export interface RouteContext {
   engine: Engine;
   modelName: string;
   maxImages: number;
   /** Key, drain state; throws the HTTP error. */
   admit(req: FastifyRequest): void;
-  /** Queue room; throws 429. */
-  checkQueue(): void;
-  /** Loads images (URLs, data URLs, raw base64) under the media policy into `request.images`. */
-  loadImages(request: GenerateRequest, urls: string[], param: string): Promise<void>;
-  /** Runs requests (a batch answered as one) as JSON or server-sent events. */
+  /**
+   * Runs requests (a batch answered as one) as JSON or server-sent events: a seat in the waiting
+   * room (429 when full), the images fetched, the engine run, all under the connection's abort.
+   */
   respond(
     reply: FastifyReply,
-    requests: GenerateRequest[],
+    input: RespondInput,
     stream: boolean,
     toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
     toBody: (result: GenerateResult, meta: Meta) => unknown,

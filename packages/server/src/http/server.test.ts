@@ -233,24 +233,31 @@ describe('errors, over raw HTTP', () => {
     const running = fetch(`${u2}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: 'Which module defines deque?', max_tokens: 200, ignore_eos: true }),
+      body: JSON.stringify({ prompt: 'Which module defines deque?', max_tokens: 600, ignore_eos: true }),
     });
-    await new Promise((r) => setTimeout(r, 30));
+    // Drain once the request is running (admitted before the drain, so it must finish).
+    const isRunning = async () =>
+      /switchyard:num_requests_running\{[^}]*\} [1-9]/.test(await (await fetch(`${u2}/metrics`)).text());
+    for (let i = 0; i < 2000 && !(await isRunning()); i++) await new Promise((r) => setTimeout(r, 5));
     const drained = s2.drain(10_000);
-    const late = await fetch(`${u2}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: 'hi' }),
-    });
+    // Both asked at once, while the running request still runs (a drain ends once it is done).
+    const [late, health] = await Promise.all([
+      fetch(`${u2}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'hi' }),
+      }),
+      fetch(`${u2}/health`),
+    ]);
     await expectError(late, 503);
-    expect((await fetch(`${u2}/health`)).status).toBe(503);
+    expect(health.status).toBe(503);
     const first = await running;
     expect(first.status).toBe(200);
     expect(((await first.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(
-      200,
+      600,
     );
     await drained;
-  });
+  }, 20_000);
 });
 
 describe('a failure in the middle of a stream', () => {
@@ -301,7 +308,9 @@ describe('images through the official client (vision demo model)', () => {
     const { server, url } = await start({}, engine);
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
     try {
-      const png = readFileSync(join(DEMO_VISION_MODEL, 'examples', 'scene5.png')).toString('base64');
+      const ref = JSON.parse(readFileSync(join(DEMO_VISION_MODEL, 'demo_reference.json'), 'utf8'));
+      const asked = ref.chat.find((c: { image: string }) => c.image === 'examples/scene6.png');
+      const png = readFileSync(join(DEMO_VISION_MODEL, asked.image)).toString('base64');
       const r = await client.chat.completions.create({
         model: 'switchyard-demo-vision',
         messages: [
@@ -309,13 +318,14 @@ describe('images through the official client (vision demo model)', () => {
             role: 'user',
             content: [
               { type: 'image_url', image_url: { url: `data:image/png;base64,${png}` } },
-              { type: 'text', text: 'Which shape is orange?' },
+              { type: 'text', text: asked.messages[0].content[1].text },
             ],
           },
         ],
         max_tokens: 24,
       });
-      expect(r.choices[0].message.content?.trim()).toBe('The orange shape is a triangle.');
+      expect(asked.generated_text).toBe('The black shape is a circle.');
+      expect(r.choices[0].message.content?.trim()).toBe(asked.generated_text);
       for (const bad of ['file:///etc/passwd', 'http://127.0.0.1:1/x.png', 'data:image/png;base64,###']) {
         await expect(
           client.chat.completions.create({

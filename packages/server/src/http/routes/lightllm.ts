@@ -44,11 +44,9 @@ export async function handleLightllm(ctx: RouteContext, body: Body, reply: Fasti
       throw badRequest(`put ${IMG} in inputs where each image goes (${parsed.images.length} sent)`, 'inputs');
     }
   }
-  ctx.checkQueue();
-  await ctx.loadImages(parsed.request, parsed.images, 'multimodal_params');
   return ctx.respond(
     reply,
-    [parsed.request],
+    { requests: [parsed.request], images: [parsed.images], param: 'multimodal_params' },
     parsed.stream,
     (events, meta) => lightllmStream(events, meta),
     (r, meta) => lightllmResponse(r, meta, parsed),

@@ -23,11 +23,9 @@ async function handleSglang(ctx: RouteContext, body: Body, reply: Parameters<Rou
   const total = parsed.images.reduce((a, l) => a + l.length, 0);
   if (total > ctx.maxImages)
     throw badRequest(`the request has ${total} images; at most ${ctx.maxImages} are accepted`, 'image_data');
-  ctx.checkQueue();
-  await Promise.all(parsed.requests.map((r, i) => ctx.loadImages(r, parsed.images[i], 'image_data')));
   return ctx.respond(
     reply,
-    parsed.requests,
+    { requests: parsed.requests, images: parsed.images, param: 'image_data' },
     parsed.stream,
     (events, meta) => sglangStream(events, meta, parsed),
     (r, meta) => sglangResponse(r, meta, parsed),

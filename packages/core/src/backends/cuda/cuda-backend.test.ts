@@ -1,0 +1,56 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Checkpoint } from '../../loader/checkpoint.js';
+import type { ModelSpec } from '../../model.js';
+import { cudaBackend } from './cuda-backend.js';
+import { kvTokensForMemory } from './cuda-executor.js';
+
+describe('cudaBackend', () => {
+  it('declares fp16 with int4 and fails a missing install with the fix command', async () => {
+    expect(cudaBackend.name).toBe('cuda');
+    expect(cudaBackend.dtypes).toEqual(['float16']);
+    expect(cudaBackend.quantizations).toEqual(['none', 'int4']);
+    const empty = mkdtempSync(join(tmpdir(), 'no-ort-'));
+    const saved = process.env.SWITCHYARD_ORT_CUDA_DIR;
+    process.env.SWITCHYARD_ORT_CUDA_DIR = empty;
+    try {
+      await expect(
+        cudaBackend.createExecutor({} as Checkpoint, { decoder: {} } as ModelSpec, {
+          blockSize: 128,
+          maxModelLen: 1024,
+          dtype: 'float16',
+          quantization: 'none',
+        }),
+      ).rejects.toThrow(/libonnxruntime\.so, not found in .*switchyard setup cuda/);
+    } finally {
+      if (saved === undefined) delete process.env.SWITCHYARD_ORT_CUDA_DIR;
+      else process.env.SWITCHYARD_ORT_CUDA_DIR = saved;
+      rmSync(empty, { recursive: true });
+    }
+  });
+
+  it('refuses a dtype it does not serve', async () => {
+    await expect(
+      cudaBackend.createExecutor({} as Checkpoint, { decoder: {} } as ModelSpec, {
+        blockSize: 128,
+        maxModelLen: 1024,
+        dtype: 'float32',
+        quantization: 'none',
+      }),
+    ).rejects.toThrow(/dtype 'float32' is not supported on the cuda device; use float16/);
+  });
+
+  it('sizes the KV pool like vLLM: in-use memory plus the pool within utilization × total', () => {
+    const GiB = 2 ** 30;
+    // 140 GiB card, 20 GiB in use after the weights: 0.9 leaves 106 GiB for KV.
+    expect(kvTokensForMemory({ total: 140 * GiB, free: 120 * GiB }, 0.9, 131072)).toBe(
+      Math.floor((0.9 * 140 * GiB - 20 * GiB) / 131072),
+    );
+    expect(() => kvTokensForMemory({ total: 140 * GiB, free: 10 * GiB }, 0.9, 131072)).toThrow(
+      /memoryUtilization 0.9 leaves no room for the KV cache: 130.0 GiB of 140.0 GiB are in use/,
+    );
+    expect(() => kvTokensForMemory({ total: 1, free: 1 }, 1.5, 1)).toThrow(/must be in \(0, 1\], got 1.5/);
+  });
+});

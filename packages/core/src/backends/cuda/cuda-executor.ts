@@ -1,0 +1,551 @@
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import koffi from 'koffi';
+import { SwitchyardError } from '../../errors.js';
+import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
+import type { Checkpoint } from '../../loader/checkpoint.js';
+import { float32ToFloat16 } from '../../loader/safetensors.js';
+import type { DecoderSpec } from '../../model.js';
+import { buildDecoder, DecoderIO } from '../../onnx/decoder-recipe.js';
+import { cachedGraph } from '../../onnx/graph-cache.js';
+import { gatherImageRows } from '../image-rows.js';
+import { PagedAttentionIO, pagedAttention } from '../webgpu/paged-attention.js';
+import { CudaRuntime } from './cuda-runtime.js';
+import { type CudaLibraries, locateCudaLibraries } from './install.js';
+import { OrtRuntime, type Ptr } from './ort-capi.js';
+import { type PackedLayout, packDecodeBucket, packedLayout, packStep, stepShape } from './step-inputs.js';
+
+/** The decoder's inputs and outputs: the recipe's, plus paged attention's (shared with webgpu). */
+const PagedDecoderIO = { ...DecoderIO, ...PagedAttentionIO } as const;
+
+/** Knobs of the cuda path (`ExecutorOptions.settings`), each measured in docs/decisions/0008. */
+export interface CudaSettings {
+  /** Folder(s) searched first for the CUDA runtime libraries (`--cuda-lib-dir`). */
+  cudaLibDir?: string;
+  /** Pass the step's length bounds to PagedAttention in host memory (default true). */
+  attentionMetadata?: boolean;
+  fuseProjections?: boolean;
+  fuseNorms?: boolean;
+  /**
+   * `next_tokens` as a two-stage argmax over this many chunks of each logits row (default 128):
+   * ORT's CUDA ArgMax over one 151,936-wide row took 3.6 ms of a 5.3 ms 0.5B step.
+   */
+  argmaxChunks?: number;
+  /** fp16 linear layers as 'matmul' (default; MatMul on transposes ORT folds at load) or 'gemm' (transB). */
+  linear?: 'matmul' | 'gemm';
+  /** ORT log severity: 0 verbose … 4 fatal (default 3). */
+  logLevel?: number;
+  /**
+   * Decode steps (one new token per sequence) replay CUDA graphs captured per batch-size bucket,
+   * padded up to the bucket (default true).
+   */
+  cudaGraph?: boolean;
+  /** The buckets (default `DEFAULT_GRAPH_BATCH_SIZES`); larger decode batches run without a graph. */
+  graphBatchSizes?: number[];
+  /** ORT's profiler on, writing `<prefix>_<date>.json` (see `endProfiling`). */
+  profilePrefix?: string;
+}
+
+/** Decode batch sizes captured as CUDA graphs (like vLLM's capture sizes, up to 256). */
+export const DEFAULT_GRAPH_BATCH_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256];
+
+/** One captured decode graph: its own binding over inputs and outputs at fixed device addresses. */
+interface GraphBucket {
+  size: number;
+  binding: Ptr;
+  runOptions: Ptr;
+  /** Pinned host twin of the bucket's device inputs (ids, cu, past, table, sample). */
+  host: Int32Array;
+  hostAddress: bigint;
+  device: bigint;
+  offsets: PackedLayout;
+  logits: bigint;
+  nextTokens: bigint;
+}
+
+export interface CudaExecutorOptions {
+  blockSize: number;
+  /** Tokens the KV pools hold; undefined = memoryUtilization × free device memory after weights. */
+  kvCacheTokens?: number;
+  /** Fraction of the free device memory after the weights given to the KV pools (default 0.9). */
+  memoryUtilization?: number;
+  maxModelLen: number;
+  quantization: 'none' | 'int4';
+  settings?: CudaSettings;
+  /** Where the libraries are (default: `locateCudaLibraries`). */
+  libraries?: CudaLibraries;
+}
+
+/** Libraries preloaded by full path, so the provider's dependencies resolve by soname. */
+const preloaded = new Set<string>();
+function preload(paths: readonly string[]): void {
+  let pending = paths.filter((p) => !preloaded.has(p));
+  // cuDNN's parts depend on each other: retry until a pass loads nothing new.
+  for (let pass = 0; pending.length > 0 && pass < 4; pass++) {
+    const failed: string[] = [];
+    for (const p of pending) {
+      try {
+        koffi.load(p);
+        preloaded.add(p);
+      } catch {
+        failed.push(p);
+      }
+    }
+    if (failed.length === pending.length) break;
+    pending = failed;
+  }
+}
+
+/**
+ * KV pool tokens for a memory utilization, as vLLM's `--gpu-memory-utilization`: everything in use
+ * now (weights, the provider's workspace, other processes) plus the pool stays within
+ * `utilization` × total device memory.
+ */
+export function kvTokensForMemory(
+  memory: { free: number; total: number },
+  utilization: number,
+  kvBytesPerToken: number,
+): number {
+  if (!(utilization > 0 && utilization <= 1)) {
+    throw new SwitchyardError(
+      `memoryUtilization must be in (0, 1], got ${utilization}`,
+      'invalid_request',
+      'memoryUtilization',
+    );
+  }
+  const used = memory.total - memory.free;
+  const budget = utilization * memory.total - used;
+  if (budget < kvBytesPerToken) {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new SwitchyardError(
+      `memoryUtilization ${utilization} leaves no room for the KV cache: ${gib(used)} GiB of ${gib(memory.total)} GiB are in use after loading the weights; raise memoryUtilization or set kvCacheTokens`,
+      'capacity',
+      'memoryUtilization',
+    );
+  }
+  return Math.floor(budget / kvBytesPerToken);
+}
+
+/**
+ * The decoder on ONNX Runtime's CUDA provider through the C API. Weights, KV pools, step inputs
+ * and outputs live in device memory at fixed addresses (IO binding): the KV pools are one
+ * allocation made once, bound as PagedAttention's caches (updated in place); each step packs its
+ * int32 inputs into one pinned host buffer, copies it to the device in one call, and reads back
+ * only what sampling needs (argmax ids for greedy steps, the sampled rows' logits otherwise).
+ */
+export class CudaExecutor implements Executor {
+  readonly device = 'cuda';
+  readonly vocabSize: number;
+  readonly kvBytesPerToken: number;
+  readonly pool: KvPoolShape;
+  /** Wall time of the last step's RunWithBinding (ms), for profiling. */
+  lastRunMs = 0;
+  /** Summed over steps (ms): the ORT run, the input copy, the output copy. */
+  readonly timing = { runMs: 0, uploadMs: 0, downloadMs: 0, steps: 0 };
+  private readonly maxBlocks: number;
+  private readonly maxLen: number;
+  private readonly memInfo: Ptr;
+  private readonly cpuInfo: Ptr;
+  private readonly binding: Ptr;
+  private readonly runOptions: Ptr;
+  /** Pinned host staging of the step's int32 inputs, and its device twin. */
+  private staging = { host: new Int32Array(0), hostAddress: 0n, device: 0n, capacity: 0 };
+  private outputBuf = { device: 0n, bytes: 0 };
+  private embedsBuf = { device: 0n, bytes: 0 };
+  private readonly metadata?: { address: bigint; view: Int32Array };
+  private disposed = false;
+  /** Set when decode steps replay CUDA graphs; buckets are captured on first use. */
+  private graphSizes: number[];
+  private readonly buckets = new Map<number, GraphBucket>();
+  /** Steps that replayed a graph (profiling). */
+  graphSteps = 0;
+
+  private constructor(
+    private readonly ort: OrtRuntime,
+    private readonly cuda: CudaRuntime,
+    private readonly session: Ptr,
+    epDevice: Ptr,
+    private readonly spec: DecoderSpec,
+    numBlocks: number,
+    private readonly options: CudaExecutorOptions,
+    private readonly poolAddress: bigint,
+    graphs: boolean,
+  ) {
+    this.vocabSize = spec.vocabSize;
+    this.kvBytesPerToken = CudaExecutor.kvBytesPerToken(spec);
+    this.pool = { numBlocks, blockSize: options.blockSize };
+    // The engine admits no sequence longer than the pool: that bounds block tables and lengths.
+    this.maxLen = Math.min(options.maxModelLen, numBlocks * options.blockSize);
+    this.maxBlocks = Math.ceil(this.maxLen / options.blockSize);
+    this.memInfo = ort.deviceMemoryInfo(epDevice);
+    this.cpuInfo = ort.cpuMemoryInfo();
+    this.binding = ort.ioBinding(session);
+    // With graphs on, every other run says so (-1: neither capture nor replay).
+    this.runOptions = ort.runOptions(graphs ? { gpu_graph_id: '-1' } : {});
+    this.graphSizes = graphs
+      ? [...(options.settings?.graphBatchSizes ?? DEFAULT_GRAPH_BATCH_SIZES)].sort((a, b) => a - b)
+      : [];
+    this.bindPools(this.binding);
+    if (options.settings?.attentionMetadata ?? true) {
+      const host = cuda.mallocHost(8);
+      this.metadata = { address: host.address, view: new Int32Array(host.view, 0, 2) };
+      const value = ort.tensorAt(this.cpuInfo, host.address, 'int32', [2]);
+      ort.bindInput(this.binding, PagedDecoderIO.attentionMetadata, value);
+      ort.release(value);
+    }
+  }
+
+  /**
+   * Binds the caches: per layer K then V, each [numBlocks + 1, blockSize, kvHeads, headDim] fp16.
+   * The extra last block is scratch, written only by the padding rows of graph buckets.
+   */
+  private bindPools(binding: Ptr): void {
+    const spec = this.spec;
+    const blocks = this.pool.numBlocks + 1;
+    const shape = [blocks, this.pool.blockSize, spec.numKvHeads, spec.headDim];
+    const cacheBytes = blocks * this.pool.blockSize * spec.numKvHeads * spec.headDim * 2;
+    for (let i = 0; i < spec.numLayers; i++) {
+      for (const [j, name] of [PagedDecoderIO.keyCache(i), PagedDecoderIO.valueCache(i)].entries()) {
+        const at = this.poolAddress + BigInt((2 * i + j) * cacheBytes);
+        const value = this.ort.tensorAt(this.memInfo, at, 'float16', shape);
+        this.ort.bindInput(binding, name, value);
+        this.ort.release(value);
+      }
+    }
+  }
+
+  static kvBytesPerToken(spec: DecoderSpec): number {
+    return 2 * spec.numLayers * spec.numKvHeads * spec.headDim * 2;
+  }
+
+  static async create(
+    ckpt: Checkpoint,
+    spec: DecoderSpec,
+    options: CudaExecutorOptions,
+  ): Promise<CudaExecutor> {
+    const settings = options.settings ?? {};
+    const libs = options.libraries ?? locateCudaLibraries({ cudaLibDir: settings.cudaLibDir });
+    preload(libs.cudaLibs);
+    const graphOptions = {
+      maxPositions: options.maxModelLen,
+      attentionMetadata: settings.attentionMetadata ?? true,
+      linear: (options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul')) as
+        | 'int4'
+        | 'matmul'
+        | 'gemm',
+      fuseProjections: settings.fuseProjections ?? true,
+      fuseNorms: settings.fuseNorms ?? true,
+      argmaxChunks: settings.argmaxChunks ?? 128,
+    };
+    const graph = cachedGraph(
+      ckpt,
+      'decoder-paged',
+      { spec, ep: 'cuda', ...graphOptions },
+      (g, w, derived) =>
+        buildDecoder(g, spec, w, {
+          attention: pagedAttention({
+            maxPositions: graphOptions.maxPositions,
+            attentionMetadata: graphOptions.attentionMetadata,
+          }),
+          dtype: 'float16',
+          linear: graphOptions.linear,
+          fuseProjections: graphOptions.fuseProjections,
+          fuseNorms: graphOptions.fuseNorms,
+          argmax: true,
+          argmaxChunks: graphOptions.argmaxChunks,
+          derived,
+        }),
+      'float16',
+      { convertAll: graphOptions.linear === 'int4' },
+    );
+    const ort = new OrtRuntime(libs.ortCore, { logLevel: settings.logLevel ?? 3 });
+    const cuda = new CudaRuntime(libs.cudart);
+    try {
+      ort.registerProviderLibrary('CUDA', libs.ortProvider);
+      const device = ort.epDevices().find((d) => d.epName === 'CUDAExecutionProvider');
+      if (!device) throw new Error('the CUDA provider found no GPU (is the NVIDIA driver loaded?)');
+      const model = new Uint8Array(readFileSync(graph.path));
+      const folder = graph.externalDataFolder ?? dirname(graph.path);
+      const open = (cudaGraph: boolean): Ptr => {
+        const so = ort.sessionOptions({
+          optimization: 'all',
+          profilePrefix: settings.profilePrefix,
+          config: { 'session.model_external_initializers_file_folder_path': folder },
+        });
+        try {
+          // Grow the device arena by what is asked, not in powers of two: the KV pools take the rest.
+          ort.appendProvider(so, device.handle, {
+            arena_extend_strategy: 'kSameAsRequested',
+            ...(cudaGraph ? { enable_cuda_graph: '1' } : {}),
+          });
+          return ort.session(model, so);
+        } finally {
+          ort.release(so);
+        }
+      };
+      let graphs = (settings.cudaGraph ?? true) && !spec.imageEmbeds;
+      let session: Ptr;
+      try {
+        session = open(graphs);
+      } catch (e) {
+        if (!graphs) throw e;
+        process.emitWarning(
+          `cuda: CUDA graphs unavailable for this model (${(e as Error).message}); running without`,
+        );
+        graphs = false;
+        session = open(false);
+      }
+      const kvBytesPerToken = CudaExecutor.kvBytesPerToken(spec);
+      const tokens =
+        options.kvCacheTokens ??
+        kvTokensForMemory(cuda.memInfo(), options.memoryUtilization ?? 0.9, kvBytesPerToken);
+      const numBlocks = Math.floor(tokens / options.blockSize);
+      if (numBlocks < 1) {
+        throw new SwitchyardError(
+          `the KV cache would hold ${tokens} tokens, less than one block of ${options.blockSize}; raise kvCacheTokens / memoryUtilization`,
+          'capacity',
+          'kvCacheTokens',
+        );
+      }
+      // One more block than the engine sees: the scratch block of graph padding rows.
+      const poolBytes = (numBlocks + 1) * options.blockSize * kvBytesPerToken;
+      const pool = cuda.malloc(poolBytes);
+      cuda.memset(pool, 0, poolBytes);
+      return new CudaExecutor(ort, cuda, session, device.handle, spec, numBlocks, options, pool, graphs);
+    } catch (e) {
+      ort.close();
+      cuda.freeAll();
+      if (e instanceof SwitchyardError) throw e;
+      throw new SwitchyardError(
+        `the cuda execution provider could not load the model: ${(e as Error).message}`,
+        'model_load',
+      );
+    }
+  }
+
+  async run(batch: readonly StepSequence[]): Promise<Float32Array> {
+    return this.step(batch, false) as Float32Array;
+  }
+
+  async runGreedy(batch: readonly StepSequence[]): Promise<Int32Array> {
+    return this.step(batch, true) as Int32Array;
+  }
+
+  /** Host staging + device buffer for at least `elements` int32s (grown, never shrunk). */
+  private ensureStaging(elements: number): void {
+    if (elements <= this.staging.capacity) return;
+    const capacity = Math.max(elements, 2 * this.staging.capacity, 1 << 16);
+    if (this.staging.capacity) {
+      this.cuda.freeHost(this.staging.hostAddress);
+      this.cuda.free(this.staging.device);
+    }
+    const host = this.cuda.mallocHost(capacity * 4);
+    this.staging = {
+      host: new Int32Array(host.view, 0, capacity),
+      hostAddress: host.address,
+      device: this.cuda.malloc(capacity * 4),
+      capacity,
+    };
+  }
+
+  private ensure(buf: { device: bigint; bytes: number }, bytes: number): bigint {
+    if (bytes > buf.bytes) {
+      if (buf.bytes) this.cuda.free(buf.device);
+      buf.bytes = Math.max(bytes, 2 * buf.bytes);
+      buf.device = this.cuda.malloc(buf.bytes);
+    }
+    return buf.device;
+  }
+
+  private step(batch: readonly StepSequence[], greedy: boolean): Float32Array | Int32Array {
+    if (this.disposed) throw new SwitchyardError('the cuda executor is disposed', 'internal');
+    const { T, B, S, maxQ, maxKv } = stepShape(batch);
+    if (maxQ === 1 && S === B && B <= (this.graphSizes.at(-1) ?? 0) && !this.spec.imageEmbeds) {
+      try {
+        return this.graphStep(batch, greedy);
+      } catch (e) {
+        // A capture the provider refuses: run every later step without graphs (the step's KV
+        // writes are idempotent, so it is simply run again below).
+        process.emitWarning(
+          `cuda: CUDA graph replay failed (${(e as Error).message}); running without graphs`,
+        );
+        this.graphSizes = [];
+      }
+    }
+    const layout = packedLayout(T, B, S, this.maxBlocks);
+    const total = layout.total;
+    this.ensureStaging(total);
+    packStep(batch, layout, this.maxBlocks, this.pool.blockSize, this.staging.host);
+    const t0 = performance.now();
+    this.cuda.upload(this.staging.device, this.staging.hostAddress, total * 4);
+    const t1 = performance.now();
+    const dev = this.staging.device;
+    const at = (off: number) => dev + BigInt(off * 4);
+    const ort = this.ort;
+    const inputs: [string, bigint, number[]][] = [
+      [PagedDecoderIO.inputIds, at(layout.ids), [T]],
+      [PagedDecoderIO.cuSeqlens, at(layout.cu), [B + 1]],
+      [PagedDecoderIO.pastSeqlens, at(layout.past), [B]],
+      [PagedDecoderIO.blockTable, at(layout.table), [B, this.maxBlocks]],
+      [PagedDecoderIO.sampleIndex, at(layout.sample), [S]],
+    ];
+    for (const [name, address, shape] of inputs) {
+      const value = ort.tensorAt(this.memInfo, address, 'int32', shape);
+      ort.bindInput(this.binding, name, value);
+      ort.release(value);
+    }
+    if (this.metadata) {
+      this.metadata.view[0] = maxQ;
+      this.metadata.view[1] = maxKv;
+    }
+    if (this.spec.imageEmbeds) this.bindImages(batch, T);
+    const outBytes = greedy ? S * 8 : S * this.vocabSize * 4;
+    const outAddress = this.ensure(this.outputBuf, Math.max(outBytes, 8));
+    const outValue = greedy
+      ? ort.tensorAt(this.memInfo, outAddress, 'int64', [S])
+      : ort.tensorAt(this.memInfo, outAddress, 'float', [S, this.vocabSize]);
+    ort.clearOutputs(this.binding);
+    ort.bindOutput(this.binding, greedy ? PagedDecoderIO.nextTokens : PagedDecoderIO.logits, outValue);
+    ort.release(outValue);
+    ort.runWithBinding(this.session, this.runOptions, this.binding);
+    const t2 = performance.now();
+    // The provider's stream may be non-blocking: wait for it before reading its outputs.
+    this.cuda.synchronize();
+    let result: Float32Array | Int32Array;
+    if (greedy) {
+      const ids = new BigInt64Array(S);
+      if (S) this.cuda.download(ids, outAddress);
+      result = Int32Array.from(ids, Number);
+    } else {
+      result = new Float32Array(S * this.vocabSize);
+      if (S) this.cuda.download(result, outAddress);
+    }
+    const t3 = performance.now();
+    this.lastRunMs = t2 - t1;
+    this.timing.uploadMs += t1 - t0;
+    this.timing.runMs += t2 - t1;
+    this.timing.downloadMs += t3 - t2;
+    this.timing.steps++;
+    return result;
+  }
+
+  /** The bucket for a decode batch of `B`, created (and captured by its first run) on first use. */
+  private bucket(B: number): GraphBucket {
+    const size = this.graphSizes.find((g) => g >= B) as number;
+    let b = this.buckets.get(size);
+    if (b) return b;
+    const offsets = packedLayout(size, size, size, this.maxBlocks);
+    const { ids, cu, past, table, sample, total } = offsets;
+    const host = this.cuda.mallocHost(total * 4);
+    const device = this.cuda.malloc(total * 4);
+    const logits = this.cuda.malloc(size * this.vocabSize * 4);
+    const nextTokens = this.cuda.malloc(size * 8);
+    const ort = this.ort;
+    const binding = ort.ioBinding(this.session);
+    this.bindPools(binding);
+    const at = (off: number) => device + BigInt(off * 4);
+    const bind = (name: string, value: Ptr, output = false) => {
+      if (output) ort.bindOutput(binding, name, value);
+      else ort.bindInput(binding, name, value);
+      ort.release(value);
+    };
+    bind(PagedDecoderIO.inputIds, ort.tensorAt(this.memInfo, at(ids), 'int32', [size]));
+    bind(PagedDecoderIO.cuSeqlens, ort.tensorAt(this.memInfo, at(cu), 'int32', [size + 1]));
+    bind(PagedDecoderIO.pastSeqlens, ort.tensorAt(this.memInfo, at(past), 'int32', [size]));
+    bind(PagedDecoderIO.blockTable, ort.tensorAt(this.memInfo, at(table), 'int32', [size, this.maxBlocks]));
+    bind(PagedDecoderIO.sampleIndex, ort.tensorAt(this.memInfo, at(sample), 'int32', [size]));
+    if (this.metadata) {
+      // Read when the graph is captured: bounds valid for every replay (1 query token, any length).
+      const meta = this.cuda.mallocHost(8);
+      new Int32Array(meta.view, 0, 2).set([1, this.maxLen]);
+      bind(PagedDecoderIO.attentionMetadata, ort.tensorAt(this.cpuInfo, meta.address, 'int32', [2]));
+    }
+    bind(PagedDecoderIO.logits, ort.tensorAt(this.memInfo, logits, 'float', [size, this.vocabSize]), true);
+    bind(PagedDecoderIO.nextTokens, ort.tensorAt(this.memInfo, nextTokens, 'int64', [size]), true);
+    const runOptions = ort.runOptions({ gpu_graph_id: String(this.buckets.size + 1) });
+    b = {
+      size,
+      binding,
+      runOptions,
+      host: new Int32Array(host.view, 0, total),
+      hostAddress: host.address,
+      device,
+      offsets,
+      logits,
+      nextTokens,
+    };
+    this.buckets.set(size, b);
+    return b;
+  }
+
+  /**
+   * A decode step replayed from the bucket's CUDA graph: the real rows first, then padding rows
+   * (one token at position 0 whose KV goes to the scratch block) up to the bucket size.
+   */
+  private graphStep(batch: readonly StepSequence[], greedy: boolean): Float32Array | Int32Array {
+    const B = batch.length;
+    const bucket = this.bucket(B);
+    const { offsets: o, size } = bucket;
+    packDecodeBucket(batch, size, o, this.maxBlocks, this.pool.blockSize, this.pool.numBlocks, bucket.host);
+    const t0 = performance.now();
+    this.cuda.upload(bucket.device, bucket.hostAddress, o.total * 4);
+    const t1 = performance.now();
+    this.ort.runWithBinding(this.session, bucket.runOptions, bucket.binding);
+    const t2 = performance.now();
+    // The provider's stream may be non-blocking: wait for it before reading its outputs.
+    this.cuda.synchronize();
+    let result: Float32Array | Int32Array;
+    if (greedy) {
+      const ids = new BigInt64Array(B);
+      this.cuda.download(ids, bucket.nextTokens);
+      result = Int32Array.from(ids, Number);
+    } else {
+      result = new Float32Array(B * this.vocabSize);
+      this.cuda.download(result, bucket.logits);
+    }
+    const t3 = performance.now();
+    this.lastRunMs = t2 - t1;
+    this.timing.uploadMs += t1 - t0;
+    this.timing.runMs += t2 - t1;
+    this.timing.downloadMs += t3 - t2;
+    this.timing.steps++;
+    this.graphSteps++;
+    return result;
+  }
+
+  private bindImages(batch: readonly StepSequence[], T: number): void {
+    const hidden = this.spec.hiddenSize;
+    const { data, numRows, embedIndex } = gatherImageRows(batch, hidden, T);
+    const half = float32ToFloat16(data);
+    const indexOffset = Math.ceil(half.byteLength / 256) * 256;
+    const base = this.ensure(this.embedsBuf, indexOffset + T * 4);
+    const indexAt = base + BigInt(indexOffset);
+    this.cuda.upload(base, half);
+    this.cuda.upload(indexAt, embedIndex);
+    // Pageable sources: make sure the DMA landed before the provider's stream reads it.
+    this.cuda.synchronize();
+    const embeds = this.ort.tensorAt(this.memInfo, base, 'float16', [numRows, hidden]);
+    const index = this.ort.tensorAt(this.memInfo, indexAt, 'int32', [T]);
+    this.ort.bindInput(this.binding, DecoderIO.imageEmbeds, embeds);
+    this.ort.bindInput(this.binding, DecoderIO.embedIndex, index);
+    this.ort.release(embeds);
+    this.ort.release(index);
+  }
+
+  /** Ends ORT's profile (settings.profilePrefix) and returns its JSON file. */
+  endProfiling(): string {
+    return this.ort.endProfiling(this.session);
+  }
+
+  /** Device memory (bytes) free and total, as the CUDA runtime reports it. */
+  memInfoNow(): { free: number; total: number } {
+    return this.cuda.memInfo();
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.ort.close();
+    this.cuda.freeAll();
+  }
+}

@@ -1,0 +1,5 @@
+export * from './backend.js';
+export * from './engine-backend.js';
+export * from './http-backend.js';
+export * from './program.js';
+export * from './program-state.js';
