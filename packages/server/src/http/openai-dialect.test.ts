@@ -67,6 +67,45 @@ describe('OpenAI dialect: fields, echo, batches, logit_bias, min_tokens', () => 
     ).toBe(200);
   });
 
+  it('takes every structured-output field, each parsed (a bad value is a 400 naming it)', async () => {
+    const chat = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 };
+    const good: Record<string, unknown>[] = [
+      { response_format: { type: 'json_object' } },
+      { guided_choice: ['yes', 'no'] },
+      { guided_regex: '[a-z]+' },
+      { guided_json: { type: 'object' } },
+      { guided_grammar: 'root ::= "a" | "b"' },
+      {
+        tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }],
+        tool_choice: 'none',
+      },
+      { parallel_tool_calls: true, tools: [{ type: 'function', function: { name: 'f' } }] },
+      { logit_bias: { '5': 1 }, min_tokens: 1, jump_forward: false },
+      { chat_template_kwargs: { enable_thinking: false } },
+      { add_generation_prompt: true },
+    ];
+    for (const extra of good) {
+      const r = await post('/v1/chat/completions', { ...chat, ...extra });
+      expect(r.status, `${JSON.stringify(extra)}: ${JSON.stringify(r.body)}`).toBe(200);
+    }
+    const bad: [Record<string, unknown>, string][] = [
+      [{ chat_template_kwargs: 5 }, 'chat_template_kwargs'],
+      [{ guided_regex: 5 }, 'guided_regex'],
+      [{ jump_forward: 'yes' }, 'jump_forward'],
+      [{ logit_bias: { '5': 101 } }, 'logit_bias'],
+    ];
+    for (const [extra, param] of bad) {
+      const r = await post('/v1/chat/completions', { ...chat, ...extra });
+      expect(r.status, JSON.stringify(extra)).toBe(400);
+      expect(r.body.error.param).toBe(param);
+    }
+    const w = await post('/v1/chat/completions', { ...chat, guided_decoding_backend: 'xgrammar' });
+    expect(w.status).toBe(200);
+    expect(w.body.warnings).toEqual([
+      expect.stringMatching(/^guided_decoding_backend is accepted and ignored/),
+    ]);
+  });
+
   it('GET /v1/models/{id} and system_fingerprint', async () => {
     const m = await client.models.retrieve(model);
     expect(m).toMatchObject({ id: model, object: 'model', owned_by: 'switchyard' });
