@@ -27,7 +27,8 @@ export interface ProcessedInput {
  * `ImagePipeline`), expands their placeholders and gets their embeddings (through the image
  * cache), checks the ids against the vocabulary and the context, and validates the sampling
  * parameters. Throws a `SwitchyardError` naming what is wrong; touches no engine state. Aborting
- * the signal stops it between stages (and the pipeline's waits).
+ * the signal stops it between stages (and the pipeline's waits). Owns the tokenizer thread that
+ * long texts are encoded on (`encode`; `close` ends it).
  */
 export class InputProcessor {
   private readonly tokenizerThread: TokenizerThread;
