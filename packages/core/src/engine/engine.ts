@@ -7,7 +7,7 @@ import type { Checkpoint } from '../loader/checkpoint.js';
 import type { ModelSpec } from '../model.js';
 import { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import type { SamplingParams } from '../sampling-params.js';
-import type { Scheduler, SchedulerOutput } from '../scheduler.js';
+import type { Scheduler } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
 import type { VisionRunner } from '../vision-runner.js';
 import { assembleEngine, type EngineParts } from './assemble-engine.js';
@@ -210,17 +210,16 @@ export class Engine {
   /** One engine step. Public for tests and tools that drive the engine by hand. */
   async step(): Promise<void> {
     const out = this.scheduler.schedule();
-    if (out.scheduled.length === 0) return this.failStuck();
+    // Nothing could be scheduled although sequences wait: they can never fit.
+    if (out.scheduled.length === 0) return this.requests.failStuck(this.info.kvCacheTokens);
+    const wantsAll = (seq: Sequence) => !!this.requests.of(seq)?.promptLogprobs;
     let run: Awaited<ReturnType<typeof runStep>>;
     try {
-      run = await runStep(
-        this.executor,
-        this.kv,
-        out.scheduled,
-        (s) => !!this.requests.of(s)?.promptLogprobs,
-      );
+      run = await runStep(this.executor, this.kv, out.scheduled, wantsAll);
     } catch (e) {
-      return this.failBatch(out, e as Error);
+      // Blocks committed ahead for the step were never written: the KV manager forgets its prefixes.
+      this.requests.failStep(out.scheduled, e as Error);
+      return this.kv.reset();
     }
     this.metrics.numSteps++;
     const { batch, logits, tokens } = run;
@@ -231,26 +230,5 @@ export class Engine {
     this.scheduler.update(out);
     if (this.options.checkIntegrity) this.kv.checkIntegrity();
     for (const state of touched) this.requests.afterStep(state);
-  }
-
-  /**
-   * A step that fails (a bug, not bad input) ends the requests in it; the rest go on. Blocks
-   * committed ahead for the step were never written: the KV manager forgets its cached prefixes.
-   */
-  private failBatch(out: SchedulerOutput, error: Error): void {
-    for (const state of new Set(out.scheduled.map(({ seq }) => this.requests.of(seq)!))) {
-      const why = `request ${state.id} failed in the model step: ${error.message}`;
-      this.requests.stop(state.id, new SwitchyardError(why, 'internal'));
-    }
-    this.kv.reset();
-  }
-
-  /** Nothing could be scheduled although sequences wait: they can never fit; fail them clearly. */
-  private failStuck(): void {
-    this.requests.stopWhere((state) => {
-      if (!state.seqs.some((s) => s.status === 'waiting' || s.finishReason === 'error')) return undefined;
-      const why = `request ${state.id} cannot be scheduled: the KV cache (${this.info.kvCacheTokens} tokens) or the step budget is too small for it`;
-      return new SwitchyardError(why, 'capacity');
-    });
   }
 }

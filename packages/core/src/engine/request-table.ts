@@ -1,4 +1,4 @@
-import type { SwitchyardError } from '../errors.js';
+import { SwitchyardError } from '../errors.js';
 import type { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
@@ -65,11 +65,20 @@ export class RequestTable {
     for (const id of [...this.byId.keys()]) this.stop(id, error);
   }
 
-  /** Stops, rejecting it with the error, every request `why` gives an error for. */
-  stopWhere(why: (state: RequestState) => SwitchyardError | undefined): void {
+  /** A step that failed (a bug, not bad input) ends the requests in it; the rest go on. */
+  failStep(scheduled: readonly { seq: Sequence }[], error: Error): void {
+    for (const state of new Set(scheduled.map(({ seq }) => this.bySeq.get(seq)!))) {
+      const why = `request ${state.id} failed in the model step: ${error.message}`;
+      this.stop(state.id, new SwitchyardError(why, 'internal'));
+    }
+  }
+
+  /** Nothing could be scheduled although sequences wait: they can never fit; fails them clearly. */
+  failStuck(kvCacheTokens: number): void {
     for (const state of [...this.byId.values()]) {
-      const error = why(state);
-      if (error) this.stop(state.id, error);
+      if (!state.seqs.some((s) => s.status === 'waiting' || s.finishReason === 'error')) continue;
+      const why = `request ${state.id} cannot be scheduled: the KV cache (${kvCacheTokens} tokens) or the step budget is too small for it`;
+      this.stop(state.id, new SwitchyardError(why, 'capacity'));
     }
   }
 
