@@ -9,6 +9,11 @@ export interface StepSequence {
   /** Whether to return logits for the last new token. */
   sample: boolean;
   /**
+   * Return logits for every new token, not only the last (prompt logprobs): the sequence then
+   * takes `tokenIds.length` rows of the result instead of one (or none).
+   */
+  allLogits?: boolean;
+  /**
    * Images of the sequence: their embeddings ([length × hidden]) replace the token embeddings at
    * positions `offset .. offset + length - 1` (models whose decoder takes image embeddings).
    */
@@ -33,7 +38,10 @@ export interface Executor {
   /** Bytes of KV one cached token takes: 2 × layers × kv heads × head dim × bytes per element. */
   readonly kvBytesPerToken: number;
   readonly pool: KvPoolShape;
-  /** Logits of the sampled sequences, in batch order: [numSampled × vocabSize]. */
+  /**
+   * Logits in batch order: one row per sampled sequence, or one per new token for a sequence with
+   * `allLogits` ([rows × vocabSize]).
+   */
   run(batch: readonly StepSequence[]): Promise<Float32Array>;
   /**
    * Only the argmax token of each sampled sequence, when every one of them samples greedily:

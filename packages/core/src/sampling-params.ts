@@ -35,6 +35,7 @@ export interface SamplingParams {
   presencePenalty: number;
   frequencyPenalty: number;
   seed?: number;
+  /** Default: the room the context leaves after the prompt (as vLLM); 16 below is nominal. */
   maxTokens: number;
   /** Number of top alternatives to report per generated token; undefined: no logprobs at all. */
   logprobs?: number;
@@ -43,10 +44,21 @@ export interface SamplingParams {
   ignoreEos: boolean;
   /** Number of completions for the prompt (they share the prompt's KV). */
   n: number;
-  /** EOS and stop token ids are masked until this many tokens were generated. */
+  /**
+   * Output tokens to generate before EOS, `stopTokenIds` or a stop string may end the sequence
+   * (vLLM's `min_tokens`): until then those tokens are masked out of the logits.
+   */
   minTokens: number;
-  /** Added to the logits of these token ids before sampling (OpenAI's `logit_bias`, -100..100). */
+  /**
+   * Added to the logits of these token ids after penalties, before the grammar mask and sampling
+   * (OpenAI's `logit_bias`, -100 to 100; -100 in effect bans a token, 100 forces it).
+   */
   logitBias?: Record<number, number>;
+  /**
+   * Logprobs of the prompt's own tokens with this many top alternatives (vLLM's
+   * `prompt_logprobs`); undefined: none. The prompt then skips the prefix cache, as in vLLM.
+   */
+  promptLogprobs?: number;
   /** Constrain the output to a grammar (see `GuidedSpec`). */
   guided?: GuidedSpec;
   /**

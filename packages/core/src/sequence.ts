@@ -16,6 +16,8 @@ export interface MultimodalItem {
 export interface TokenLogprob {
   token: number;
   logprob: number;
+  /** 1-based rank of `token` among the whole vocabulary (set for prompt logprobs). */
+  rank?: number;
   top: { token: number; logprob: number }[];
 }
 
@@ -38,6 +40,8 @@ export class Sequence {
   numCachedTokens = 0;
   status: SequenceStatus = 'waiting';
   finishReason?: FinishReason;
+  /** What stopped it with reason 'stop': the stop string or stop token id; undefined for EOS. */
+  stopReason?: string | number;
   numPreemptions = 0;
   readonly arrivalTime: number;
   firstScheduledTime?: number;

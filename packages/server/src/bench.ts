@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import {
   Checkpoint,
   type Engine,
@@ -11,7 +10,7 @@ import {
 import { httpBenchReport, runHttpBench } from './bench-http.js';
 import { seededPicture } from './bench-images.js';
 import { createEngine } from './create-engine.js';
-import { ENGINE_FLAGS } from './flags.js';
+import { ENGINE_FLAGS, parseFlags } from './flags.js';
 
 export interface Workload {
   requests: GenerateRequest[];
@@ -225,28 +224,28 @@ export function benchReport(results: GenerateResult[], durationS: number) {
   };
 }
 
+/** The options of `switchyard bench`. */
+export const BENCH_FLAGS = {
+  ...ENGINE_FLAGS,
+  workload: { type: 'string', default: 'random' },
+  'num-requests': { type: 'string', default: '64' },
+  'input-len': { type: 'string', default: '128' },
+  'output-len': { type: 'string', default: '64' },
+  'range-ratio': { type: 'string', default: '0' },
+  'shared-prefix-len': { type: 'string', default: '256' },
+  'num-prefixes': { type: 'string', default: '4' },
+  'request-rate': { type: 'string', default: 'inf' },
+  seed: { type: 'string', default: '0' },
+  'num-turns': { type: 'string', default: '4' },
+  'num-images': { type: 'string', default: '4' },
+  url: { type: 'string' },
+} as const;
+
 export async function runBench(
   args: string[],
   toEngineOptions: (v: Record<string, unknown>) => EngineOptions,
 ): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...ENGINE_FLAGS,
-      workload: { type: 'string', default: 'random' },
-      'num-requests': { type: 'string', default: '64' },
-      'input-len': { type: 'string', default: '128' },
-      'output-len': { type: 'string', default: '64' },
-      'range-ratio': { type: 'string', default: '0' },
-      'shared-prefix-len': { type: 'string', default: '256' },
-      'num-prefixes': { type: 'string', default: '4' },
-      'request-rate': { type: 'string', default: 'inf' },
-      seed: { type: 'string', default: '0' },
-      'num-turns': { type: 'string', default: '4' },
-      'num-images': { type: 'string', default: '4' },
-      url: { type: 'string' },
-    },
-  });
+  const values = parseFlags(args, BENCH_FLAGS);
   const workload = values.workload as WorkloadName;
   if (!WORKLOADS.includes(workload)) {
     throw new SwitchyardError(`--workload must be one of ${WORKLOADS.join(', ')}, got '${workload}'`);

@@ -72,7 +72,7 @@ describe('switchyard generate', () => {
       // the answer's own leading space, as vLLM's incremental detokenizer does.
       expect(out.text.trimStart()).toBe(c.generated_text);
     },
-    20_000,
+    30_000,
   );
 
   it('prints nothing but one JSON object with the contract fields', () => {

@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { type ChatMessage, type Engine, type GenerateRequest, SwitchyardError } from '@switchyard/core';
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
-import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
+import { HELP, wantsHelp } from './help.js';
+import { showLoadProgress } from './load-progress.js';
 import { serve } from './serve.js';
 
 /** The embedded demo model that a fresh clone serves with no download. */
@@ -34,11 +35,15 @@ const USAGE = `usage:
   switchyard serve [--model DIR] [--host 127.0.0.1] [--port 8000] [options]
   switchyard start            serve the embedded demo model on http://127.0.0.1:8000
   switchyard chat             ask the embedded demo model one question
-see docs/CLI.md for every option`;
+\`switchyard COMMAND --help\` lists a command's options; docs/CLI.md has them all`;
 
 /** Runs the CLI; returns the exit status. Errors print one line, never a stack trace. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && HELP[command] && wantsHelp(rest)) {
+    process.stdout.write(`${HELP[command]}\n`);
+    return 0;
+  }
   try {
     switch (command) {
       case 'generate':
@@ -53,6 +58,7 @@ export async function main(argv: string[]): Promise<number> {
         return await chat();
       case undefined:
       case '--help':
+      case '-h':
       case 'help':
         process.stdout.write(`${USAGE}\n`);
         return command === undefined ? 2 : 0;
@@ -73,26 +79,26 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The options of `switchyard generate`. */
+export const GENERATE_FLAGS = {
+  ...ENGINE_FLAGS,
+  prompt: { type: 'string' },
+  'prompt-ids': { type: 'string' },
+  messages: { type: 'string' },
+  image: { type: 'string', multiple: true },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'top-k': { type: 'string' },
+  'min-p': { type: 'string' },
+  seed: { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  'ignore-eos': { type: 'boolean' },
+} as const;
+
 async function generate(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...ENGINE_FLAGS,
-      prompt: { type: 'string' },
-      'prompt-ids': { type: 'string' },
-      messages: { type: 'string' },
-      image: { type: 'string', multiple: true },
-      'max-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-p': { type: 'string' },
-      'top-k': { type: 'string' },
-      'min-p': { type: 'string' },
-      seed: { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      stop: { type: 'string', multiple: true },
-      'ignore-eos': { type: 'boolean' },
-    },
-  });
+  const values = parseFlags(args, GENERATE_FLAGS);
   const num = (name: keyof typeof values): number | undefined => {
     const v = values[name];
     if (v === undefined) return undefined;
@@ -123,8 +129,15 @@ async function generate(args: string[]): Promise<number> {
   if (values['prompt-ids'] !== undefined) request.promptIds = parseIds(values['prompt-ids']);
   if (values.messages !== undefined) request.messages = readMessages(values.messages);
 
-  // One request: decoding its images on this thread beats starting worker threads for them.
-  const engine = await createEngine({ ...engineOptions(values), images: { workers: false } });
+  // One-shot commands stay quiet in scripts: the loading bar only on a terminal.
+  const stopProgress = process.stderr.isTTY ? showLoadProgress(process.stderr) : () => {};
+  let engine: Engine;
+  try {
+    // One request: decoding its images on this thread beats starting worker threads for them.
+    engine = await createEngine({ ...engineOptions(values), images: { workers: false } });
+  } finally {
+    stopProgress();
+  }
   try {
     if (values.image?.length) {
       request.images = values.image;

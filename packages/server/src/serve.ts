@@ -1,9 +1,37 @@
-import { parseArgs } from 'node:util';
+import { createServer } from 'node:net';
 import { createContainer, SwitchyardError } from '@switchyard/core';
 import { builtinsModule, createEngine, registerBuiltins } from './create-engine.js';
-
-import { ENGINE_FLAGS, engineOptions } from './flags.js';
+import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
 import { buildServer } from './http/app.js';
+import { showLoadProgress } from './load-progress.js';
+import { startStatsLogger } from './stats-logger.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** The options of `switchyard serve` (and `start`). */
+export const SERVE_FLAGS = {
+  ...ENGINE_FLAGS,
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '8000' },
+  'api-key': { type: 'string' },
+  'served-model-name': { type: 'string' },
+  'max-waiting': { type: 'string', default: '1024' },
+  'drain-timeout': { type: 'string', default: '30' },
+  'allowed-media-domains': { type: 'string' },
+  'allowed-local-media-path': { type: 'string' },
+  'max-images-per-request': { type: 'string', default: '8' },
+  'log-level': { type: 'string', default: 'info' },
+  'log-prompts': { type: 'boolean' },
+  'no-log-requests': { type: 'boolean' },
+  'stats-interval': { type: 'string', default: '10' },
+  'no-playground': { type: 'boolean' },
+  'max-image-pixels': { type: 'string' },
+  'max-image-pixels-in-flight': { type: 'string' },
+  'image-threads': { type: 'string' },
+  'headers-timeout': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'keep-alive-timeout': { type: 'string' },
+} as const;
 
 /**
  * `switchyard serve`: the HTTP server on --host:--port. SIGTERM or SIGINT drains: new requests
@@ -11,29 +39,12 @@ import { buildServer } from './http/app.js';
  * connection closed, and the process exits 0.
  */
 export async function serve(args: string[], defaultModel: string): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...ENGINE_FLAGS,
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string', default: '8000' },
-      'api-key': { type: 'string' },
-      'served-model-name': { type: 'string' },
-      'max-waiting': { type: 'string', default: '1024' },
-      'drain-timeout': { type: 'string', default: '30' },
-      'allowed-media-domains': { type: 'string' },
-      'allowed-local-media-path': { type: 'string' },
-      'image-cache-mb': { type: 'string' },
-      'max-images-per-request': { type: 'string', default: '8' },
-      'no-playground': { type: 'boolean' },
-      'max-image-pixels': { type: 'string' },
-      'max-image-pixels-in-flight': { type: 'string' },
-      'image-threads': { type: 'string' },
-      'headers-timeout': { type: 'string' },
-      'request-timeout': { type: 'string' },
-      'keep-alive-timeout': { type: 'string' },
-    },
-  });
+  const values = parseFlags(args, SERVE_FLAGS);
+  const level = values['log-level'].toLowerCase();
+  if (!LOG_LEVELS.includes(level))
+    throw new SwitchyardError(
+      `--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${values['log-level']}'`,
+    );
   const num = (name: keyof typeof values, min: number): number => {
     const n = Number(values[name]);
     if (!Number.isInteger(n) || n < min)
@@ -52,20 +63,31 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
   const port = num('port', 0);
   const model = values.model ?? defaultModel;
   const options = engineOptions({ ...values, model });
+  // A busy port is reported now, not after the model has loaded.
+  await checkPortFree(values.host, port);
   const container = registerBuiltins(createContainer());
   const threads = optional('image-threads', 1);
-  const engine = await createEngine({
-    ...options,
-    container,
-    images: {
-      maxPixelsPerRequest: optional('max-image-pixels', 1),
-      maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),
-      maxWaiting: num('max-waiting', 1) * Math.max(1, num('max-images-per-request', 0)),
-      // The container holds only the built-ins: the image threads register the same.
-      workers: { model, modules: [builtinsModule()], ...(threads === undefined ? {} : { threads }) },
-    },
-  });
+  const stopProgress = showLoadProgress(process.stderr);
+  let engine: Awaited<ReturnType<typeof createEngine>>;
+  try {
+    engine = await createEngine({
+      ...options,
+      container,
+      images: {
+        maxPixelsPerRequest: optional('max-image-pixels', 1),
+        maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),
+        maxWaiting: num('max-waiting', 1) * Math.max(1, num('max-images-per-request', 0)),
+        // The container holds only the built-ins: the image threads register the same.
+        workers: { model, modules: [builtinsModule()], ...(threads === undefined ? {} : { threads }) },
+      },
+    });
+  } finally {
+    stopProgress();
+  }
   const server = buildServer({
+    logger: { level, stream: process.stderr },
+    logPrompts: values['log-prompts'] ?? false,
+    logRequests: !values['no-log-requests'],
     engine,
     modelName: values['served-model-name'],
     apiKey: values['api-key'] ?? process.env.SWITCHYARD_API_KEY,
@@ -85,13 +107,25 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
       keepAliveTimeoutMs: seconds('keep-alive-timeout'),
     },
   });
-  const address = await server.app.listen({ host: values.host, port });
+  let address: string;
+  try {
+    address = await server.app.listen({ host: values.host, port });
+  } catch (e) {
+    await engine.close();
+    throw portError(e, values.host, port);
+  }
   process.stderr.write(
     `switchyard: serving ${server.modelName} on ${address} (${engine.info.scheduler} scheduler, ${engine.info.attention} KV cache, ${engine.info.device})\n`,
   );
+  const statsS = Number(values['stats-interval']);
+  if (!(statsS >= 0))
+    throw new SwitchyardError(`--stats-interval must be seconds ≥ 0, got '${values['stats-interval']}'`);
+  const stopStats =
+    statsS > 0 ? startStatsLogger(engine, (line) => server.app.log.info(line), statsS) : () => {};
   const drainMs = num('drain-timeout', 0) * 1000;
   return new Promise((resolve) => {
     const stop = (signal: string) => {
+      stopStats();
       process.stderr.write(`switchyard: ${signal}: draining (up to ${drainMs / 1000} s)\n`);
       server.drain(drainMs).then(
         () => resolve(0),
@@ -101,4 +135,31 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** Binds host:port for a moment: a port in use fails here, before minutes of model loading. */
+export function checkPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (e) => reject(portError(e, host, port)));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
+function portError(e: unknown, host: string, port: number): Error {
+  const code = (e as { code?: string }).code;
+  if (code === 'EADDRINUSE')
+    return new SwitchyardError(
+      `port ${port} on ${host} is already in use; stop what holds it or pick another with --port`,
+    );
+  if (code === 'EACCES')
+    return new SwitchyardError(
+      `port ${port} on ${host} needs more privileges; pick a port above 1023 with --port`,
+    );
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND')
+    return new SwitchyardError(
+      `cannot listen on ${host}: no such local address; use --host 127.0.0.1 or 0.0.0.0`,
+    );
+  return e as Error;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { SwitchyardError } from '../errors.js';
+import { reportLoadProgress } from '../loader/progress.js';
 import type { CachedGraph } from '../onnx/graph-cache.js';
 
 /** Opens a cached graph, from memory when its weights lie in the checkpoint folder. */
@@ -45,8 +46,12 @@ export async function openSession(
   provider: string,
   options: ort.InferenceSession.SessionOptions,
 ): Promise<ort.InferenceSession> {
+  const stage = `opening the ${what.replace(/ \(.*\)$/, '')} session`;
+  reportLoadProgress(stage, 0, 1);
   try {
-    return await createSession(graph, options);
+    const session = await createSession(graph, options);
+    reportLoadProgress(stage, 1, 1);
+    return session;
   } catch (e) {
     throw new SwitchyardError(
       `ONNX Runtime (${provider}) could not load the ${what} graph: ${(e as Error).message}`,

@@ -45,7 +45,10 @@ export async function assembleEngine(
   const attentionName = options.attention ?? 'paged';
   const makeScheduler = schedulerRegistry(container).get(schedulerName);
   const makeKv = kvCacheRegistry(container).get(attentionName);
-  const checkpoint = Checkpoint.open(options.model);
+  const checkpoint = Checkpoint.open(options.model, {
+    tokenizer: options.tokenizer,
+    chatTemplate: options.chatTemplate,
+  });
   const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
   const d = spec.decoder;
   const blockSize = options.blockSize ?? backend.defaultBlockSize ?? 16;

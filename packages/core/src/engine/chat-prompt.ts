@@ -19,9 +19,18 @@ export function chatPromptIds(
   continueFinal = false,
 ): number[] {
   return checkpoint.tokenizer.encode(
-    chatPromptText(checkpoint, messages, extra, continueFinal),
+    chatPromptText(checkpoint, messages, { ...imageTokenExtra(checkpoint, spec), ...extra }, continueFinal),
     chatSpecialTokens(spec),
   );
+}
+
+/**
+ * `image_token`: lets a template given at launch (--chat-template) place the model's image mark
+ * (empty for a text-only model).
+ */
+export function imageTokenExtra(checkpoint: Checkpoint, spec: ModelSpec): Record<string, unknown> {
+  const mm = spec.multimodal;
+  return mm ? { image_token: checkpoint.tokenizer.idToToken(mm.placeholderTokenId) } : {};
 }
 
 /** The rendered chat prompt that `chatPromptIds` tokenizes. */

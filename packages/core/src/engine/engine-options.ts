@@ -1,4 +1,6 @@
 import type { ImageLimits } from '../image/image-pipeline.js';
+import type { GenerationConfigSource } from './generation-defaults.js';
+
 export interface EngineOptions {
   /** A Hugging Face checkpoint folder. */
   model: string;
@@ -15,7 +17,10 @@ export interface EngineOptions {
   blockSize?: number;
   /** Tokens the KV pool holds (default: the backend's choice; cpu: 512 MiB worth, at most 32768). */
   kvCacheTokens?: number;
-  /** Fraction of device memory for weights + KV; device backends only. */
+  /**
+   * Fraction of device memory for weights + KV (vLLM's gpu_memory_utilization); sizes the KV pool
+   * when `kvCacheTokens` is not given. Device backends only (webgpu); the cpu backend refuses it.
+   */
   memoryUtilization?: number;
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
@@ -30,6 +35,14 @@ export interface EngineOptions {
   settings?: Record<string, unknown>;
   /** Capacity of the image-embedding cache in MiB (default 256). */
   imageCacheMb?: number;
+  /** At most this many images in the image-embedding cache (LightLLM's cache_capacity; default no cap). */
+  imageCacheEntries?: number;
+  /** Where omitted sampling settings come from: 'auto' (generation_config.json), 'vllm', 'none', a folder. */
+  generationConfig?: GenerationConfigSource;
+  /** A folder with the tokenizer to use instead of the checkpoint's (vLLM's --tokenizer). */
+  tokenizer?: string;
+  /** A Jinja chat template (source text) to use instead of the checkpoint's. */
+  chatTemplate?: string;
   /**
    * Budgets of image work (pixels per request, pixels decoded at once) and the worker threads that
    * decode and preprocess images (see `ImageLimits`; by default images are processed on this thread).

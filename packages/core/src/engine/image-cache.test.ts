@@ -20,7 +20,13 @@ describe('ImageEmbeddingCache', () => {
   it('shares one computation between concurrent requests', async () => {
     const cache = new ImageEmbeddingCache(1024);
     let runs = 0;
-    const compute = () => new Promise<Float32Array>((r) => setTimeout(() => r(emb(4), runs++), 5));
+    const compute = () =>
+      new Promise<Float32Array>((r) =>
+        setTimeout(() => {
+          runs++;
+          r(emb(4));
+        }, 5),
+      );
     const [x, y] = await Promise.all([cache.get('a', compute), cache.get('a', compute)]);
     expect(runs).toBe(1);
     expect(x).toBe(y);

@@ -10,7 +10,11 @@ export class ImageEmbeddingCache {
   hits = 0;
   misses = 0;
 
-  constructor(readonly capacityBytes: number) {}
+  constructor(
+    readonly capacityBytes: number,
+    /** At most this many entries (LightLLM counts images); undefined: bytes alone bound it. */
+    readonly maxEntries?: number,
+  ) {}
 
   /** The cached embeddings of `hash`, or those `compute` makes (once, however many ask at once). */
   async get(hash: string, compute: () => Promise<Float32Array>): Promise<Float32Array> {
@@ -43,11 +47,12 @@ export class ImageEmbeddingCache {
   }
 
   private put(hash: string, value: Float32Array): void {
-    if (value.byteLength > this.capacityBytes) return;
+    if (value.byteLength > this.capacityBytes || this.maxEntries === 0) return;
     this.entries.set(hash, value);
     this.bytes += value.byteLength;
+    const maxEntries = this.maxEntries ?? Number.POSITIVE_INFINITY;
     for (const [key, v] of this.entries) {
-      if (this.bytes <= this.capacityBytes) break;
+      if (this.bytes <= this.capacityBytes && this.entries.size <= maxEntries) break;
       this.entries.delete(key);
       this.bytes -= v.byteLength;
     }

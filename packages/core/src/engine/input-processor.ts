@@ -2,12 +2,14 @@ import { SwitchyardError } from '../errors.js';
 import type { ImagePipeline } from '../image/image-pipeline.js';
 import { imageHash } from '../image/index.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
+import { OFF_THREAD_CHARS, TokenizerThread } from '../loader/tokenizer-thread.js';
 import type { ModelSpec } from '../model.js';
 import { validateSamplingParams } from '../sampling/validate.js';
 import type { SamplingParams } from '../sampling-params.js';
 import type { MultimodalItem } from '../sequence.js';
 import type { VisionRunner } from '../vision-runner.js';
-import { chatPromptText, chatSpecialTokens, messageChars } from './chat-prompt.js';
+import { chatPromptText, chatSpecialTokens, imageTokenExtra, messageChars } from './chat-prompt.js';
+import { checkRequestKeys } from './check-request-keys.js';
 import type { ImageEmbeddingCache } from './image-cache.js';
 import { collectImages, expandPlaceholders, imageBytes, refuseImageTokens } from './multimodal-input.js';
 import type { GenerateRequest } from './request.js';
@@ -19,27 +21,30 @@ export interface ProcessedInput {
   sampling: SamplingParams;
 }
 
-/** Tokenizes a text, possibly on another thread (`Engine.encode`). */
-export type Encode = (text: string, addSpecialTokens: boolean) => Promise<number[]>;
-
 /**
  * The engine's front: renders chat messages, tokenizes (refusing first, from its length alone, a
  * text that cannot fit the context), decodes and preprocesses images within their budgets (the
  * `ImagePipeline`), expands their placeholders and gets their embeddings (through the image
  * cache), checks the ids against the vocabulary and the context, and validates the sampling
  * parameters. Throws a `SwitchyardError` naming what is wrong; touches no engine state. Aborting
- * the signal stops it between stages (and the pipeline's waits).
+ * the signal stops it between stages (and the pipeline's waits). Owns the tokenizer thread that
+ * long texts are encoded on (`encode`; `close` ends it).
  */
 export class InputProcessor {
+  private readonly tokenizerThread: TokenizerThread;
+
   constructor(
     private readonly checkpoint: Checkpoint,
     private readonly spec: ModelSpec,
     private readonly limits: { vocabSize: number; maxModelLen: number },
     private readonly imageCache: ImageEmbeddingCache,
-    private readonly encode: Encode,
     private readonly vision?: VisionRunner,
     private readonly images?: ImagePipeline,
-  ) {}
+    /** What omitted sampling settings become (see `GenerationConfigSource`). */
+    readonly samplingDefaults: Partial<SamplingParams> = {},
+  ) {
+    this.tokenizerThread = new TokenizerThread(checkpoint.dir);
+  }
 
   /**
    * Refuses, without tokenizing, a text of `chars` UTF-16 units that cannot fit the context: each
@@ -57,7 +62,25 @@ export class InputProcessor {
     );
   }
 
+  /**
+   * Token ids of `text`, as `tokenizer.encode` gives them; a long text is encoded on the tokenizer's
+   * own thread, so this thread goes on answering and stepping meanwhile.
+   */
+  encode(text: string, addSpecialTokens = false): Promise<number[]> {
+    const tokenizer = this.checkpoint.tokenizer;
+    if (text.length < OFF_THREAD_CHARS) return Promise.resolve(tokenizer.encode(text, addSpecialTokens));
+    return this.tokenizerThread.encode(text, addSpecialTokens);
+  }
+
+  /** Ends the tokenizer thread; later long texts are refused. */
+  close(): Promise<void> {
+    return this.tokenizerThread.close();
+  }
+
   async process(req: GenerateRequest, signal?: AbortSignal): Promise<ProcessedInput> {
+    if (!req || typeof req !== 'object')
+      throw new SwitchyardError('a request must be an object', 'invalid_request');
+    checkRequestKeys(req);
     const { promptIds, mm } = await this.promptWithImages(req, signal);
     const { vocabSize, maxModelLen } = this.limits;
     if (promptIds.length === 0) throw new SwitchyardError('the prompt is empty', 'invalid_request', 'prompt');
@@ -76,7 +99,15 @@ export class InputProcessor {
         'prompt',
       );
     }
-    const sampling = validateSamplingParams(req.sampling ?? {}, {
+    const given = Object.fromEntries(
+      Object.entries(req.sampling ?? {}).filter(([, v]) => v !== undefined && v !== null),
+    );
+    const defaults = this.samplingDefaults;
+    const merged: Record<string, unknown> = { ...defaults, ...given };
+    // A default max_tokens (generation_config's max_new_tokens) is capped by the room left, as in vLLM.
+    if (given.maxTokens === undefined && defaults.maxTokens !== undefined)
+      merged.maxTokens = Math.max(1, Math.min(defaults.maxTokens, maxModelLen - promptIds.length));
+    const sampling = validateSamplingParams(merged, {
       maxModelLen,
       promptLen: promptIds.length,
       vocabSize,
@@ -108,7 +139,7 @@ export class InputProcessor {
       const text = chatPromptText(
         this.checkpoint,
         req.messages,
-        req.chatTemplateKwargs,
+        { ...imageTokenExtra(this.checkpoint, this.spec), ...req.chatTemplateKwargs },
         req.continueFinalMessage,
       );
       this.checkPromptChars(text.length, 'messages');

@@ -40,8 +40,13 @@ export class OutputProcessor {
     // A token outside the grammar is a bug (the mask forbids it): end the sequence, never emit more.
     if (guided === 'rejected') reason = 'error';
     else if (!sp.ignoreEos && this.eosTokenIds.includes(token)) reason = 'stop';
-    else if (sp.stopTokenIds.includes(token)) reason = 'stop';
-    else if (detok.stopped !== undefined || guided === 'terminated') reason = 'stop';
+    else if (sp.stopTokenIds.includes(token)) {
+      reason = 'stop';
+      seq.stopReason = token;
+    } else if (detok.stopped !== undefined) {
+      reason = 'stop';
+      seq.stopReason = detok.stopped;
+    } else if (guided === 'terminated') reason = 'stop';
     else if (seq.outputIds.length >= sp.maxTokens || seq.length >= this.maxModelLen) reason = 'length';
     const tail = reason ? detok.finish() : '';
     if (reason) {
@@ -56,6 +61,7 @@ export class OutputProcessor {
       text: text + tail,
       logprobs: logprob ? [logprob] : undefined,
       finishReason: reason,
+      stopReason: seq.stopReason,
     });
   }
 
@@ -91,6 +97,7 @@ export class OutputProcessor {
       tokenIds: [...seq.outputIds],
       text: state.detoks[index].text,
       finishReason: seq.finishReason ?? 'abort',
+      stopReason: seq.stopReason,
       logprobs: seq.sampling.logprobs !== undefined ? seq.outputLogprobs : undefined,
     }));
     const first = state.seqs[0];
@@ -98,6 +105,7 @@ export class OutputProcessor {
     return {
       id: state.id,
       promptTokenIds: state.promptIds,
+      ...(state.promptLogprobs ? { promptLogprobs: state.promptLogprobs } : {}),
       outputs,
       usage: {
         promptTokens: state.promptIds.length,

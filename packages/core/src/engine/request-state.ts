@@ -1,6 +1,6 @@
 import type { TextTokenizer } from '../loader/tokenizer.js';
 import { IncrementalDetokenizer } from '../sampling/detokenizer.js';
-import { Sequence } from '../sequence.js';
+import { Sequence, type TokenLogprob } from '../sequence.js';
 import type { ProcessedInput } from './input-processor.js';
 import type { GenerateRequest, GenerateResult, StreamEvent } from './request.js';
 
@@ -18,6 +18,8 @@ export interface RequestState {
   pending: Sequence[];
   listeners: ((e: StreamEvent) => void)[];
   itlMs: number[];
+  /** Prompt logprobs as prefill computes them (index 0 stays null); only with `promptLogprobs`. */
+  promptLogprobs?: (TokenLogprob | null)[];
   done: Promise<GenerateResult>;
   resolve: (r: GenerateResult) => void;
   reject: (e: Error) => void;
@@ -32,7 +34,12 @@ export function createRequestState(
   tokenizer: TextTokenizer,
 ): RequestState {
   const arrival = performance.now();
-  const { priority, cacheSalt } = req;
+  const { priority } = req;
+  // Prompt logprobs need every prompt position computed: a salt of its own skips the prefix cache.
+  const cacheSalt =
+    sampling.promptLogprobs === undefined
+      ? req.cacheSalt
+      : `${req.cacheSalt ?? ''}\u0000prompt-logprobs:${id}`;
   const seqs = Array.from({ length: sampling.n }, (_, i) => {
     const seed = sampling.seed === undefined ? undefined : sampling.seed + i;
     const seqId = sampling.n === 1 ? id : `${id}#${i}`;
@@ -51,7 +58,24 @@ export function createRequestState(
     reject = rej;
   });
   done.catch(() => {});
-  const detoks = seqs.map(() => new IncrementalDetokenizer(decode, promptIds, { stop: sampling.stop }));
+  const detoks = seqs.map(
+    () =>
+      new IncrementalDetokenizer(decode, promptIds, { stop: sampling.stop, minTokens: sampling.minTokens }),
+  );
   const pending = seqs.slice(1);
-  return { id, promptIds, seqs, detoks, pending, listeners: [], itlMs: [], done, resolve, reject, arrival };
+  const promptLogprobs = sampling.promptLogprobs === undefined ? undefined : promptIds.map(() => null);
+  return {
+    id,
+    promptIds,
+    seqs,
+    detoks,
+    pending,
+    listeners: [],
+    itlMs: [],
+    promptLogprobs,
+    done,
+    resolve,
+    reject,
+    arrival,
+  };
 }

@@ -21,6 +21,7 @@ export interface GenerateRequest {
    * paths only from trusted callers such as the CLI.
    */
   images?: ImageInput[];
+  /** Sampling settings in camelCase (`maxTokens`); unknown keys are refused with the right name. */
   sampling?: Partial<SamplingParams>;
   /** Lower runs first under the 'priority' queue policy. */
   priority?: number;
@@ -33,6 +34,8 @@ export interface CompletionOutput {
   tokenIds: number[];
   text: string;
   finishReason: FinishReason;
+  /** The stop string or stop token id that ended it (vLLM's `stop_reason`); undefined for EOS or length. */
+  stopReason?: string | number;
   logprobs?: TokenLogprob[];
 }
 
@@ -50,6 +53,8 @@ export interface RequestMetrics {
 export interface GenerateResult {
   id: string;
   promptTokenIds: number[];
+  /** With `sampling.promptLogprobs`: one entry per prompt token, null for the first (vLLM's shape). */
+  promptLogprobs?: (TokenLogprob | null)[];
   outputs: CompletionOutput[];
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number };
   metrics: RequestMetrics;
@@ -64,5 +69,6 @@ export type StreamEvent =
       text: string;
       logprobs?: TokenLogprob[];
       finishReason?: FinishReason;
+      stopReason?: string | number;
     }
   | { type: 'done'; result: GenerateResult };

@@ -8,6 +8,14 @@ import { TextTokenizer } from './tokenizer.js';
 
 export type RawConfig = Record<string, unknown>;
 
+/** What may replace a checkpoint's own files. */
+export interface CheckpointOptions {
+  /** A folder whose tokenizer.json / tokenizer_config.json (and chat template) are used instead. */
+  tokenizer?: string;
+  /** A Jinja chat template (the source text) used instead of the checkpoint's. */
+  chatTemplate?: string;
+}
+
 /**
  * A Hugging Face checkpoint folder, read: config.json (transformers 4.x or 5.x style),
  * generation_config.json, the safetensors index, tokenizer and chat template. Model packages turn
@@ -23,7 +31,10 @@ export class Checkpoint {
   readonly bosTokenId?: number;
   readonly generationDefaults: RawConfig;
 
-  private constructor(readonly dir: string) {
+  private constructor(
+    readonly dir: string,
+    options: CheckpointOptions = {},
+  ) {
     this.config = readJson(join(dir, 'config.json'), true);
     const archs = this.config.architectures;
     if (!Array.isArray(archs) || typeof archs[0] !== 'string') {
@@ -34,15 +45,19 @@ export class Checkpoint {
     }
     this.architecture = archs[0];
     this.tensors = indexSafetensors(dir);
-    const tokenizerConfig = readJson(join(dir, 'tokenizer_config.json'), false);
-    if (!existsSync(join(dir, 'tokenizer.json'))) {
+    const tokDir = options.tokenizer ? resolve(options.tokenizer) : dir;
+    const tokenizerConfig = readJson(join(tokDir, 'tokenizer_config.json'), false);
+    if (!existsSync(join(tokDir, 'tokenizer.json'))) {
       throw new SwitchyardError(
-        `no tokenizer.json in ${dir}; Switchyard reads fast (tokenizer.json) tokenizers only`,
+        `no tokenizer.json in ${tokDir}; Switchyard reads fast (tokenizer.json) tokenizers only`,
         'model_load',
       );
     }
-    this.tokenizer = new TextTokenizer(readJson(join(dir, 'tokenizer.json'), true), tokenizerConfig);
-    const template = findChatTemplate(dir, tokenizerConfig);
+    this.tokenizer = new TextTokenizer(readJson(join(tokDir, 'tokenizer.json'), true), tokenizerConfig);
+    const template =
+      options.chatTemplate ??
+      (options.tokenizer ? findChatTemplate(tokDir, tokenizerConfig) : undefined) ??
+      findChatTemplate(dir, tokenizerConfig);
     if (template) this.chatTemplate = new ChatTemplate(template, this.tokenizer.specialTokens);
     this.generationDefaults = readJson(join(dir, 'generation_config.json'), false);
     const text = this.textConfig;
@@ -54,7 +69,7 @@ export class Checkpoint {
   }
 
   /** Opens a checkpoint folder; every problem is a SwitchyardError that names it. */
-  static open(dir: string): Checkpoint {
+  static open(dir: string, options: CheckpointOptions = {}): Checkpoint {
     const abs = resolve(dir);
     if (!existsSync(abs) || !statSync(abs).isDirectory()) {
       throw new SwitchyardError(
@@ -62,7 +77,7 @@ export class Checkpoint {
         'model_load',
       );
     }
-    return new Checkpoint(abs);
+    return new Checkpoint(abs, options);
   }
 
   /** The text model's config: `text_config` for VLMs, the root otherwise. */

@@ -13,6 +13,7 @@ import {
 import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Checkpoint } from '../loader/checkpoint.js';
+import { reportLoadProgress } from '../loader/progress.js';
 import { float32ToFloat16, readTensorF32, type TensorEntry } from '../loader/safetensors.js';
 import { GraphBuilder } from './graph-builder.js';
 import { DataType, type DataTypeCode, encodeModel, type TensorDef } from './proto.js';
@@ -78,8 +79,17 @@ export function cachedGraph(
     const converted = new ConvertedWeights(join(tmp, 'weights.bin'), dtype);
     const g = new GraphBuilder();
     const added = new Map<string, string>();
+    // Progress in weights touched, out of the checkpoint's (a VLM's decoder touches only its own).
+    const stage = `building the ${name} graph${inPlace ? '' : ` (${dtype} weights)`}`;
+    const total = ckpt.tensors.size;
+    let touched = 0;
+    const tick = () => reportLoadProgress(stage, Math.min(++touched, total), total);
+    reportLoadProgress(stage, 0, total);
     const derived: DerivedWeights = {
-      read: (weight) => readTensorF32(ckpt.tensor(weight)),
+      read: (weight) => {
+        tick();
+        return readTensorF32(ckpt.tensor(weight));
+      },
       add: (def, bytes) => {
         if (inPlace) throw new Error('derived weights need cachedGraph(..., { convertAll: true })');
         g.initializer(converted.addBytes(def, bytes));
@@ -92,6 +102,7 @@ export function cachedGraph(
         let id = added.get(weight);
         if (id) return id;
         const entry = ckpt.tensor(weight);
+        tick();
         id = weight;
         g.initializer(inPlace ? inCheckpoint(entry, ckpt.dir, dtype) : converted.add(entry));
         added.set(weight, id);
@@ -100,6 +111,7 @@ export function cachedGraph(
       derived,
     );
     converted.close();
+    reportLoadProgress(stage, total, total);
     writeFileSync(join(tmp, `${name}.onnx`), encodeModel(g.build({ '': 21, 'com.microsoft': 1 }, name)));
     mkdirSync(join(cacheRoot(), 'graphs'), { recursive: true });
     try {

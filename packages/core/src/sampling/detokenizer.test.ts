@@ -118,3 +118,14 @@ describe('IncrementalDetokenizer', () => {
     expect(longest).toBeLessThanOrEqual(8);
   });
 });
+
+describe('IncrementalDetokenizer: min_tokens', () => {
+  it('ignores stop strings within the first min_tokens tokens (vLLM), then stops on them', () => {
+    const d = new IncrementalDetokenizer(bytes, [], { stop: ['b'], minTokens: 2 });
+    let text = '';
+    for (const id of tok('abab')) text += d.push(id);
+    text += d.finish();
+    expect(d.stopped).toBe('b');
+    expect(text).toBe('aba');
+  });
+});

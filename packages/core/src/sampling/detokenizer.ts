@@ -8,6 +8,8 @@ export interface DetokenizerOptions {
   stop?: readonly string[];
   /** Keep the stop string at the end of the text (default false: cut before it). */
   includeStopStrInOutput?: boolean;
+  /** Stop strings are looked for only once more than this many tokens were pushed (vLLM's min_tokens). */
+  minTokens?: number;
 }
 
 /**
@@ -26,6 +28,8 @@ export class IncrementalDetokenizer {
   private out = '';
   private readonly stop: string[];
   private readonly include: boolean;
+  private readonly minTokens: number;
+  private pushed = 0;
 
   constructor(
     private readonly decode: (ids: number[]) => string,
@@ -36,6 +40,7 @@ export class IncrementalDetokenizer {
     this.read = this.ids.length;
     this.stop = (options.stop ?? []).filter((s) => s.length > 0);
     this.include = options.includeStopStrInOutput ?? false;
+    this.minTokens = options.minTokens ?? 0;
   }
 
   /** The stop string that ended the output, once one has appeared. */
@@ -51,6 +56,7 @@ export class IncrementalDetokenizer {
   /** Adds one output token; returns the text that became stable ('' while held back or after a stop). */
   push(tokenId: number): string {
     if (this.hit !== undefined) return '';
+    this.pushed++;
     this.ids.push(tokenId);
     return this.emit(this.step(false));
   }
@@ -82,7 +88,7 @@ export class IncrementalDetokenizer {
   /** Runs new stable text through the stop strings; returns what can be shown now. */
   private emit(chunk: string): string {
     if (!chunk) return '';
-    if (!this.stop.length) {
+    if (!this.stop.length || this.pushed <= this.minTokens) {
       this.out += chunk;
       return chunk;
     }

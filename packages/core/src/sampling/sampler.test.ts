@@ -214,6 +214,41 @@ describe('Sampler', () => {
   });
 });
 
+describe('Sampler: logit_bias and min_tokens', () => {
+  it('adds the bias before greedy and temperature sampling; logprobs stay raw', () => {
+    const s = new Sampler();
+    const logits = [2, 1, 0.5, -1];
+    expect(s.sample(row(logits), seq()).token).toBe(0);
+    expect(s.sample(row(logits), seq({ logitBias: { 3: 5 } })).token).toBe(3);
+    expect(s.sample(row(logits), seq({ logitBias: { 0: -100 } })).token).toBe(1);
+    const lp = s.sample(row(logits), seq({ logitBias: { 2: 10 }, logprobs: 1 }));
+    expect(lp.token).toBe(2);
+    expect(lp.logprob!.logprob).toBeCloseTo(Math.log(softmax(logits)[2]), 5);
+    expect(lp.logprob!.top[0].token).toBe(0);
+    // With temperature the draw follows softmax(logits + bias).
+    const biased = [2, 1, 0.5 + 1.5, -1];
+    const q = seq({ temperature: 1, seed: 5, logitBias: { 2: 1.5 } });
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 20000; i++) counts[s.sample(row(logits), q).token]++;
+    softmax(biased).forEach((p, i) => {
+      expect(Math.abs(counts[i] / 20000 - p)).toBeLessThan(0.015);
+    });
+    expect(Sampler.isPlainGreedy({ ...DEFAULT_SAMPLING, logitBias: { 1: 1 } })).toBe(false);
+  });
+
+  it('masks EOS and stop token ids until min_tokens outputs, then lets them through', () => {
+    const s = new Sampler({ eosTokenIds: [0] });
+    const logits = [5, 4, 3, 1];
+    const sp = { minTokens: 2, stopTokenIds: [1] };
+    expect(s.sample(row(logits), seq(sp, [], [])).token).toBe(2);
+    expect(s.sample(row(logits), seq(sp, [], [3])).token).toBe(2);
+    expect(s.sample(row(logits), seq(sp, [], [3, 3])).token).toBe(0);
+    const t = seq({ ...sp, temperature: 1, seed: 1 }, [], [3]);
+    for (let i = 0; i < 200; i++) expect([2, 3]).toContain(s.sample(row(logits), t).token);
+    expect(Sampler.isPlainGreedy({ ...DEFAULT_SAMPLING, minTokens: 1 })).toBe(false);
+  });
+});
+
 describe('Sampler constraints', () => {
   it('logit_bias shifts the logits before picking; logprobs stay those of the raw logits', () => {
     const s = new Sampler();

@@ -35,6 +35,14 @@ function hasPenalties(sp: SamplingParams): boolean {
   return sp.repetitionPenalty !== 1 || sp.frequencyPenalty !== 0 || sp.presencePenalty !== 0;
 }
 
+/** The logprob of `token` under the raw logits with the `top` most likely alternatives (prompt logprobs). */
+export function tokenLogprob(logits: Float32Array, token: number, top: number): TokenLogprob {
+  let above = 0;
+  const v = logits[token];
+  for (let i = 0; i < logits.length; i++) if (logits[i] > v) above++;
+  return { ...rawLogprob(logits, token, topN(logits, top)), rank: above + 1 };
+}
+
 /**
  * What restricts a row before sampling besides the penalties: the grammar's bitmask of allowed
  * tokens (bit `id % 32` of word `id >> 5`), and the EOS ids that `min_tokens` still forbids.
@@ -90,9 +98,16 @@ function topN(x: Float32Array, n: number): { ids: number[]; vals: number[] } {
   return { ids, vals };
 }
 
+/** What the sampler needs to know about the model. */
+export interface SamplerOptions {
+  /** The model's end-of-sequence ids, masked out while a sequence is below its `minTokens`. */
+  eosTokenIds?: readonly number[];
+}
+
 /**
- * Picks the next token of a sequence from one row of logits, the way vLLM does: repetition,
- * frequency and presence penalties, then temperature (0: greedy argmax), min-p, top-k, top-p,
+ * Picks the next token of a sequence from one row of logits: repetition, frequency and presence
+ * penalties, logit bias, the grammar's mask, the min-tokens mask (EOS and stop token ids get -inf
+ * until `minTokens` outputs), then temperature (0: greedy argmax), min-p, top-k, top-p,
  * then a draw from the sequence's own RNG. Keeps per-sequence state (RNG, output-token counts) in
  * WeakMaps, so one sampler serves every sequence and a seed gives the same tokens in any batch.
  * Scratch buffers are reused across calls; the caller's logits are never modified or retained.
@@ -108,6 +123,13 @@ export class Sampler {
       sp.logitBias === undefined &&
       !(sp.minTokens > 0)
     );
+  }
+
+  /** The model's EOS ids, used by `min_tokens` when a call's constraint names none. */
+  private readonly eosTokenIds: readonly number[];
+
+  constructor(options: SamplerOptions = {}) {
+    this.eosTokenIds = options.eosTokenIds ?? [];
   }
 
   private readonly rngs = new WeakMap<Sequence, Rng>();
@@ -143,7 +165,8 @@ export class Sampler {
       hasPenalties(sp) ||
       sp.logitBias !== undefined ||
       c.allowed !== undefined ||
-      (sp.minTokens > seq.outputIds.length && (c.eosIds?.length ?? 0) + sp.stopTokenIds.length > 0)
+      (sp.minTokens > seq.outputIds.length &&
+        (c.eosIds ?? this.eosTokenIds).length + sp.stopTokenIds.length > 0)
     );
   }
 
@@ -189,7 +212,7 @@ export class Sampler {
     if (sp.logitBias) for (const [id, b] of Object.entries(sp.logitBias)) if (+id < V) w[+id] += b;
     if (c.allowed) applyBitmask(w, c.allowed);
     if (sp.minTokens > seq.outputIds.length) {
-      const stops = [...(c.eosIds ?? []), ...sp.stopTokenIds].filter((t) => t >= 0 && t < V);
+      const stops = [...(c.eosIds ?? this.eosTokenIds), ...sp.stopTokenIds].filter((t) => t >= 0 && t < V);
       const saved = stops.map((t) => w[t]);
       for (const t of stops) w[t] = Number.NEGATIVE_INFINITY;
       if (!(maxOf(w) > Number.NEGATIVE_INFINITY)) {

@@ -7,8 +7,17 @@ const limits = { maxModelLen: 100, promptLen: 10, vocabSize: 1000 };
 const v = (input: Record<string, unknown>, l = limits) => validateSamplingParams(input, l);
 
 describe('validateSamplingParams', () => {
-  it('fills the defaults and ignores unknown keys and nulls', () => {
-    expect(v({ foo: 1, temperature: null })).toEqual({ ...DEFAULT_SAMPLING });
+  it('fills the defaults and ignores nulls', () => {
+    expect(v({ temperature: null, topP: undefined })).toEqual({ ...DEFAULT_SAMPLING, maxTokens: 90 });
+  });
+
+  it('refuses unknown keys, naming the camelCase key for a snake_case one', () => {
+    expect(() => v({ max_tokens: 64 })).toThrow(
+      /max_tokens: is not a sampling key of the code API; use maxTokens/,
+    );
+    expect(() => v({ top_p: 0.5 })).toThrow(/use topP/);
+    expect(() => v({ max_new_tokens: 5 })).toThrow(/use maxTokens/);
+    expect(() => v({ foo: 1 })).toThrow(/foo: is not a sampling key; known: temperature, topP/);
   });
 
   it('accepts good values', () => {
@@ -97,11 +106,36 @@ describe('validateSamplingParams', () => {
 
   it('caps the default max_tokens to the room left, and rejects a full context', () => {
     expect(v({}, { ...limits, promptLen: 95 }).maxTokens).toBe(5);
-    expect(v({}, { ...limits, promptLen: 10 }).maxTokens).toBe(16);
+    expect(v({}, { ...limits, promptLen: 10 }).maxTokens).toBe(90);
     expect(() => v({}, { ...limits, promptLen: 100 })).toThrow(
       /^max_tokens: .*100 tokens.*shorten the prompt/,
     );
     expect(() => v({ maxTokens: 1 }, { ...limits, promptLen: 100 })).toThrow(/^max_tokens: /);
+  });
+});
+
+describe('validateSamplingParams: logit_bias and min_tokens', () => {
+  it('accepts token-id keys (numbers or decimal strings) and biases from -100 to 100', () => {
+    expect(v({ logitBias: { '5': 100, 7: -100 } }).logitBias).toEqual({ 5: 100, 7: -100 });
+    expect(v({ logitBias: {} }).logitBias).toBeUndefined();
+    expect(v({ minTokens: 3, maxTokens: 3 }).minTokens).toBe(3);
+  });
+
+  it('names the parameter and the rule on bad values', () => {
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ logitBias: { '-1': 1 } }, /logit_bias: "-1" is not a token id \(0 to 999\)/],
+      [{ logitBias: { 1000: 1 } }, /logit_bias: "1000"/],
+      [{ logitBias: { abc: 1 } }, /logit_bias: "abc"/],
+      [{ logitBias: { 3: 101 } }, /logit_bias: the bias of token 3 must be a number from -100 to 100/],
+      [{ logitBias: { 3: '1' } }, /logit_bias: the bias of token 3/],
+      [{ logitBias: [1] }, /logit_bias: must be an object/],
+      [{ minTokens: -1 }, /min_tokens: must be an integer >= 0/],
+      [{ minTokens: 5, maxTokens: 4 }, /min_tokens: must be at most max_tokens \(4\), got 5/],
+    ];
+    for (const [input, re] of bad) {
+      expect(() => v(input)).toThrow(SwitchyardError);
+      expect(() => v(input)).toThrow(re);
+    }
   });
 });
 

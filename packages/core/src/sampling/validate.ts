@@ -23,14 +23,51 @@ const NUMERIC: [keyof SamplingParams, string, (v: number) => boolean, string][] 
   ['n', 'n', (v) => int(v) && v >= 1 && v <= 128, 'an integer from 1 to 128'],
   ['maxTokens', 'max_tokens', (v) => int(v) && v >= 1, 'an integer >= 1'],
   ['logprobs', 'logprobs', (v) => int(v) && v >= 0 && v <= 20, 'an integer from 0 to 20'],
+  ['promptLogprobs', 'prompt_logprobs', (v) => int(v) && v >= 0 && v <= 20, 'an integer from 0 to 20'],
   ['seed', 'seed', int, 'an integer'],
   ['minTokens', 'min_tokens', (v) => int(v) && v >= 0, 'an integer >= 0'],
 ];
+/** Every key `SamplingParams` takes (the defaults' keys and the optional ones). */
+export const SAMPLING_KEYS: readonly string[] = [
+  ...Object.keys(DEFAULT_SAMPLING),
+  'seed',
+  'logprobs',
+  'logitBias',
+  'promptLogprobs',
+  // Structured output's keys (guided decoding), validated where they are implemented.
+  'guided',
+  'jumpForward',
+];
+const camel = (s: string) => s.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+/** Request-API spellings whose code-API name is not just the camelCase form. */
+const RENAMED: Record<string, string> = {
+  max_new_tokens: 'maxTokens',
+  max_completion_tokens: 'maxTokens',
+  min_new_tokens: 'minTokens',
+  stop_sequences: 'stop',
+};
+
+/**
+ * Throws on a key `SamplingParams` does not have, saying what to use instead: the code API
+ * takes camelCase (`maxTokens`, not vLLM's `max_tokens`), so a snake_case key is never dropped.
+ */
+export function checkSamplingKeys(input: object): void {
+  for (const key of Object.keys(input)) {
+    if (SAMPLING_KEYS.includes(key) || (input as Record<string, unknown>)[key] === undefined) continue;
+    const hint = RENAMED[key] ?? camel(key);
+    throw invalidParam(
+      key,
+      SAMPLING_KEYS.includes(hint)
+        ? `is not a sampling key of the code API; use ${hint}`
+        : `is not a sampling key; known: ${SAMPLING_KEYS.join(', ')}`,
+    );
+  }
+}
 
 /**
  * Checks a request's sampling settings against the model and fills the defaults. Throws
- * `invalidParam` naming the parameter as the OpenAI API spells it. Unknown keys and null values
- * are ignored. Normalizes as vLLM does: temperature below 1e-5 becomes 0 (greedy), top_k -1 becomes
+ * `invalidParam` naming the parameter as the OpenAI API spells it. Unknown keys are refused
+ * (`checkSamplingKeys`); null values are ignored. Normalizes as vLLM does: temperature below 1e-5 becomes 0 (greedy), top_k -1 becomes
  * 0 (disabled), a lone stop string becomes a one-entry list.
  */
 export function validateSamplingParams(
@@ -38,6 +75,7 @@ export function validateSamplingParams(
   limits: SamplingLimits,
 ): SamplingParams {
   const { maxModelLen, promptLen, vocabSize } = limits;
+  checkSamplingKeys(input);
   const out: SamplingParams = { ...DEFAULT_SAMPLING, stop: [], stopTokenIds: [] };
   const set = out as unknown as Record<string, number>;
   for (const [key, name, ok, rule] of NUMERIC) {
@@ -58,7 +96,8 @@ export function validateSamplingParams(
         `the prompt has ${promptLen} tokens, which leaves no room to generate within the model's context length of ${maxModelLen}; shorten the prompt`,
       );
     }
-    out.maxTokens = Math.min(DEFAULT_SAMPLING.maxTokens, room);
+    // vLLM's default: whatever the context leaves.
+    out.maxTokens = room;
   } else if (promptLen + out.maxTokens > maxModelLen) {
     const fix =
       room >= 1 ? `lower max_tokens to at most ${room} or shorten the prompt` : 'shorten the prompt';
@@ -104,9 +143,10 @@ export function validateSamplingParams(
     const entries = Object.entries(bias as Record<string, unknown>);
     if (entries.length > MAX_LOGIT_BIAS)
       throw invalidParam('logit_bias', `at most ${MAX_LOGIT_BIAS} entries, got ${entries.length}`);
-    out.logitBias = {};
+    if (entries.length > 0) out.logitBias = {};
     for (const [k, v] of entries) {
-      const id = Number(k);
+      // A token id as JSON object keys spell it: decimal digits only (not "1e2", " 5" or "-0").
+      const id = /^\d+$/.test(k) ? Number(k) : Number.NaN;
       if (!int(id) || id < 0 || id >= vocabSize)
         throw invalidParam('logit_bias', `${show(k)} is not a token id (0 to ${vocabSize - 1})`);
       if (typeof v !== 'number' || !Number.isFinite(v) || v < -100 || v > 100)
@@ -114,7 +154,7 @@ export function validateSamplingParams(
           'logit_bias',
           `the bias of token ${k} must be a number from -100 to 100, got ${show(v)}`,
         );
-      out.logitBias[id] = v;
+      (out.logitBias as Record<number, number>)[id] = v;
     }
   }
 

@@ -1,13 +1,22 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Engine, GenerateRequest, GenerateResult, StreamEvent, TokenLogprob } from '@switchyard/core';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import { Admission } from './admission.js';
 import { drainServer, InFlight, type RequestScope } from './drain.js';
 import { badRequest, errorBody, HttpError, toHttpError } from './errors.js';
 import { loadMedia, type MediaPolicy } from './media.js';
-import { asBody, type Body, parseChat, parseCompletion, parseNativeGenerate } from './openai-requests.js';
-import { prometheusText } from './prometheus.js';
+import { asBody, type Body, parseChat, parseCompletion } from './openai-requests.js';
+import { ServerMetrics } from './prometheus.js';
+import { logRequest } from './request-log.js';
+import type { Framing, Meta, RespondInput, RespondOptions, RouteContext } from './route-context.js';
+import { registerLightllmRoutes } from './routes/lightllm.js';
 import { type PlaygroundOptions, registerPlayground } from './routes/playground.js';
+import { registerSglangRoutes } from './routes/sglang.js';
 import { type Timeouts, timeoutOptions } from './timeouts.js';
 import { applyTools, parseToolCalls, ToolCallStream, type ToolOutput } from './tool-calls.js';
 
@@ -27,6 +36,12 @@ export interface ServerOptions {
   maxImagesPerRequest?: number;
   /** Where images may come from (data URLs always; http(s) and local files as allowed here). */
   media?: MediaPolicy;
+  /** fastify's (pino) logger: false (default) for none, or pino options such as `{ level: 'info' }`. */
+  logger?: FastifyServerOptions['logger'];
+  /** One log line per generation request (default true when there is a logger). */
+  logRequests?: boolean;
+  /** Put prompt text (never images) in the request log lines (default false). */
+  logPrompts?: boolean;
   /** Serve the playground page at `/` and its API under /v1/playground (off when absent). */
   playground?: PlaygroundOptions;
   /** Limits on slow clients: headers, the whole request, idle keep-alive (see `Timeouts`). */
@@ -56,9 +71,12 @@ export function buildServer(options: ServerOptions): Server {
 
   const app = Fastify({
     bodyLimit: options.bodyLimit ?? 64 * 1024 * 1024,
-    logger: false,
+    logger: options.logger ?? false,
+    // One line per request comes from `respond` instead, with tokens and latencies.
+    logController: new LogController({ disableRequestLogging: true }),
     ...timeoutOptions(options.timeouts),
   });
+  const metrics = new ServerMetrics(engine, modelName);
 
   inFlight.watch(app.server);
 
@@ -104,6 +122,16 @@ export function buildServer(options: ServerOptions): Server {
       );
     }
   };
+  const modelCard = () => ({
+    id: modelName,
+    object: 'model',
+    created: 0,
+    owned_by: 'switchyard',
+    root: engine.info.model,
+    max_model_len: engine.info.maxModelLen,
+  });
+  /** Names this build and model: changes when either does, as OpenAI's fingerprint does. */
+  const fingerprint = `fp_${sha256(`${modelName}\0${engine.info.model}\0${engine.info.device}\0${engine.info.dtype}`).toString('hex').slice(0, 10)}`;
   const media: MediaPolicy = options.media ?? { allowedDomains: [] };
   /**
    * Fetches a request's images under the media policy and hands the engine their bytes: chat
@@ -128,24 +156,28 @@ export function buildServer(options: ServerOptions): Server {
   });
 
   app.get('/metrics', async (_req, reply) => {
-    void reply.type('text/plain; version=0.0.4');
-    return prometheusText(engine, modelName);
+    void reply.type(metrics.contentType);
+    return metrics.text();
   });
 
   app.get('/v1/models', async (req) => {
     admit(req);
-    return {
-      object: 'list',
-      data: [
-        {
-          id: modelName,
-          object: 'model',
-          created: 0,
-          owned_by: 'switchyard',
-          max_model_len: engine.info.maxModelLen,
-        },
-      ],
-    };
+    return { object: 'list', data: [modelCard()] };
+  });
+
+  app.get('/v1/models/:id', async (req) => {
+    admit(req);
+    const id = (req.params as { id: string }).id;
+    if (id !== modelName) {
+      throw new HttpError(
+        404,
+        `the model '${id}' does not exist; this server serves '${modelName}'`,
+        'not_found_error',
+        'model',
+        'model_not_found',
+      );
+    }
+    return modelCard();
   });
 
   app.post('/v1/chat/completions', async (req, reply) => {
@@ -156,10 +188,11 @@ export function buildServer(options: ServerOptions): Server {
     const tools = applyTools(parsed.request, parsed.tools, engine.checkpoint.chatTemplate);
     return respond(
       reply,
-      { request: parsed.request, images: parsed.images, param: 'messages' },
+      { requests: [parsed.request], images: [parsed.images], param: 'messages' },
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'chat', parsed.includeUsage, tools),
       (r, meta) => openaiResponse(r, meta, 'chat', tools),
+      { warnings: parsed.warnings, route: '/v1/chat/completions' },
     );
   });
 
@@ -168,32 +201,22 @@ export function buildServer(options: ServerOptions): Server {
     const body = asBody(req.body);
     checkModel(body);
     const parsed = parseCompletion(body);
+    const echo = parsed.echo
+      ? parsed.prompts.map((p) => (typeof p === 'string' ? p : engine.tokenizer.decode(p, false)))
+      : undefined;
     return respond(
       reply,
-      { request: parsed.request, images: [], param: 'prompt' },
+      { requests: parsed.requests, images: [], param: 'prompt' },
       parsed.stream,
       (events, meta) => openaiStream(events, meta, 'completion', parsed.includeUsage),
       (r, meta) => openaiResponse(r, meta, 'completion'),
+      { warnings: parsed.warnings, echo, route: '/v1/completions' },
     );
   });
 
-  app.post('/generate', async (req, reply) => {
-    admit(req);
-    const parsed = parseNativeGenerate(asBody(req.body));
-    if (parsed.images.length > maxImages) {
-      throw badRequest(
-        `the request has ${parsed.images.length} images; at most ${maxImages} are accepted`,
-        'image_data',
-      );
-    }
-    return respond(
-      reply,
-      { request: parsed.request, images: parsed.images, param: 'image_data' },
-      parsed.stream,
-      nativeStream,
-      nativeResponse,
-    );
-  });
+  const ctx: RouteContext = { engine, modelName, maxImages, admit: (req) => admit(req), respond };
+  registerSglangRoutes(app, ctx);
+  registerLightllmRoutes(app, ctx);
 
   app.post('/tokenize', async (req) => {
     admit(req);
@@ -206,7 +229,9 @@ export function buildServer(options: ServerOptions): Server {
       tokens = await engine.encode(body.prompt, addSpecial);
     } else if (Array.isArray(body.messages)) {
       // The engine's own renderer, so the count matches what a chat request runs.
-      tokens = await engine.promptIds({ messages: parseChat(body, maxImages).request.messages! });
+      tokens = await engine.promptIds({
+        messages: parseChat({ messages: body.messages }, maxImages).request.messages!,
+      });
     } else throw badRequest('give prompt (a string) or messages', 'prompt');
     return { tokens, count: tokens.length, max_model_len: engine.info.maxModelLen };
   });
@@ -222,50 +247,92 @@ export function buildServer(options: ServerOptions): Server {
   });
 
   /**
-   * Runs one request: takes a seat in the waiting room, fetches its images, then answers JSON or
-   * server-sent events. A client that goes away, at any stage, aborts it.
+   * Runs a request (or a batch of them, answered as one: choice i × n + j is completion j of
+   * request i): takes a seat in the waiting room, fetches the images, then answers JSON or
+   * server-sent events. A client that goes away, at any stage, aborts them all.
    */
   async function respond(
     reply: FastifyReply,
-    input: { request: GenerateRequest; images: string[]; param: string },
+    input: RespondInput,
     stream: boolean,
     toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
     toBody: (result: GenerateResult, meta: Meta) => unknown,
+    extra: RespondOptions,
   ) {
+    const { requests } = input;
+    const framing = extra.framing ?? { prefix: 'data: ', done: true };
     const leave = admission.seat();
     const scope = inFlight.open(reply);
-    try {
-      await loadImages(input.request, input.images, input.param, scope.signal);
-      if (scope.signal.aborted) throw scope.signal.reason;
-      return await answer(reply, input.request, scope, leave, stream, toChunks, toBody);
-    } finally {
-      leave();
-      scope.end();
-    }
-  }
-
-  async function answer(
-    reply: FastifyReply,
-    request: GenerateRequest,
-    scope: RequestScope,
-    leave: () => void,
-    stream: boolean,
-    toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
-    toBody: (result: GenerateResult, meta: Meta) => unknown,
-  ) {
-    const { signal } = scope;
     const meta: Meta = {
       id: randomUUID().replaceAll('-', ''),
       created: Math.floor(Date.now() / 1000),
       model: modelName,
       engine,
+      fingerprint,
+      warnings: extra.warnings ?? [],
+      echo: extra.echo,
+      results: [],
+      n: requests[0].sampling?.n ?? 1,
     };
-    const events = engine.stream(request, signal);
-    // The engine counts the request (preparing, then waiting) from its first step on.
+    for (const w of meta.warnings) reply.log.warn({ route: extra.route }, w);
+    const startedAt = performance.now();
+    let error: unknown;
+    try {
+      await Promise.all(
+        requests.map((r, i) => loadImages(r, input.images[i] ?? [], input.param, scope.signal)),
+      );
+      if (scope.signal.aborted) throw scope.signal.reason;
+      return await answer(reply, requests, meta, scope, leave, stream, toChunks, toBody, framing);
+    } catch (e) {
+      error = e;
+      throw e;
+    } finally {
+      leave();
+      scope.end();
+      meta.results.forEach((r, i) => {
+        if (r) metrics.observe(requests[i], r);
+      });
+      if (options.logRequests !== false)
+        logRequest(reply.log, {
+          id: meta.id,
+          route: extra.route,
+          requests,
+          results: meta.results,
+          startedAt,
+          logPrompts: options.logPrompts ?? false,
+          error,
+        });
+    }
+  }
+
+  async function answer(
+    reply: FastifyReply,
+    requests: GenerateRequest[],
+    meta: Meta,
+    scope: RequestScope,
+    leave: () => void,
+    stream: boolean,
+    toChunks: (events: AsyncIterable<StreamEvent>, meta: Meta) => AsyncIterable<unknown>,
+    toBody: (result: GenerateResult, meta: Meta) => unknown,
+    framing: Framing,
+  ) {
+    const { signal } = scope;
+    const streams = requests.map((r) => engine.stream(r, signal));
+    // The engine counts the requests (preparing, then waiting) from their first step on.
     leave();
-    // The first event validates the request: a bad one still gets a plain JSON error.
-    const first = await events.next();
-    const rest = prepend(first, events);
+    // The first event of each validates it: a bad request still gets a plain JSON error.
+    let firsts: IteratorResult<StreamEvent>[];
+    try {
+      firsts = await Promise.all(streams.map((s) => s.next()));
+    } catch (e) {
+      // One bad request of a batch: stop the others (return() aborts a queued request).
+      for (const s of streams) void s.return(undefined).catch(() => {});
+      throw e;
+    }
+    const rest = mergeEvents(
+      streams.map((s, i) => prepend(firsts[i], s)),
+      meta,
+    );
     if (!stream) {
       let result: GenerateResult | undefined;
       for await (const e of rest) if (e.type === 'done') result = e.result;
@@ -283,14 +350,14 @@ export function buildServer(options: ServerOptions): Server {
     try {
       for await (const chunk of toChunks(rest, meta)) {
         if (scope.clientGone()) break;
-        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+        res.write(`${framing.prefix}${JSON.stringify(chunk)}\n\n`);
       }
-      // Stopped by a drain: say so before [DONE].
+      // Stopped by a drain: say so before the end.
       if (signal.aborted && !scope.clientGone()) throw signal.reason;
     } catch (e) {
-      if (!scope.clientGone()) res.write(`data: ${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
+      if (!scope.clientGone()) res.write(`${framing.prefix}${JSON.stringify(errorBody(toHttpError(e)))}\n\n`);
     }
-    if (!scope.clientGone()) res.end('data: [DONE]\n\n');
+    if (!scope.clientGone()) res.end(framing.done ? `${framing.prefix}[DONE]\n\n` : undefined);
   }
 
   async function drain(timeoutMs: number): Promise<void> {
@@ -301,11 +368,79 @@ export function buildServer(options: ServerOptions): Server {
   return { app, modelName, drain };
 }
 
-interface Meta {
-  id: string;
-  created: number;
-  model: string;
-  engine: Engine;
+/**
+ * One stream of a batch of requests: deltas re-indexed (request i's completion j becomes
+ * i × n + j; every request of a batch has the same n) and one final 'done' whose result
+ * joins theirs (outputs in choice order, usage summed). Fills `meta.results`.
+ */
+async function* mergeEvents(streams: AsyncGenerator<StreamEvent>[], meta: Meta): AsyncGenerator<StreamEvent> {
+  if (streams.length === 1) {
+    for await (const e of streams[0]) {
+      if (e.type === 'done') meta.results = [e.result];
+      yield e;
+    }
+    return;
+  }
+  const n = new Array<GenerateResult>(streams.length);
+  meta.results = n;
+  // The batch's streams run on their own; stopping early (`return()`) stops every one of them.
+  try {
+    yield* mergeBatch(streams, meta, n);
+  } finally {
+    for (const s of streams) void s.return(undefined).catch(() => {});
+  }
+}
+
+async function* mergeBatch(
+  streams: AsyncGenerator<StreamEvent>[],
+  meta: Meta,
+  n: GenerateResult[],
+): AsyncGenerator<StreamEvent> {
+  const queue: { i: number; e: StreamEvent }[] = [];
+  let wake: (() => void) | undefined;
+  let live = streams.length;
+  let failure: unknown;
+  streams.forEach(async (s, i) => {
+    try {
+      for await (const e of s) {
+        queue.push({ i, e });
+        wake?.();
+      }
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      live--;
+      wake?.();
+    }
+  });
+  while (live > 0 || queue.length > 0) {
+    if (queue.length === 0) {
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+      wake = undefined;
+      if (failure) throw failure;
+      continue;
+    }
+    const { i, e } = queue.shift()!;
+    if (e.type === 'done') n[i] = e.result;
+    else yield { ...e, index: i * meta.n + e.index };
+  }
+  if (failure) throw failure;
+  const outputs = n.flatMap((r, i) => r.outputs.map((o) => ({ ...o, index: i * meta.n + o.index })));
+  const sum = (f: (r: GenerateResult) => number) => n.reduce((a, r) => a + f(r), 0);
+  yield {
+    type: 'done',
+    result: {
+      ...n[0],
+      outputs,
+      usage: {
+        promptTokens: sum((r) => r.usage.promptTokens),
+        completionTokens: sum((r) => r.usage.completionTokens),
+        cachedTokens: sum((r) => r.usage.cachedTokens),
+      },
+    },
+  };
 }
 
 /** `first`, then the rest of `rest`; stopping early (`return()`) stops `rest` too. */
@@ -360,16 +495,61 @@ function logprobsOf(engine: Engine, lps: TokenLogprob[] | undefined, kind: Kind)
   };
 }
 
+/** vLLM's `prompt_logprobs`: null for the first token, then {token id: {logprob, rank, decoded_token}}. */
+function promptLogprobsOf(engine: Engine, lps: GenerateResult['promptLogprobs']) {
+  if (!lps) return undefined;
+  return lps.map((l) => {
+    if (!l) return null;
+    const entry: Record<string, { logprob: number; rank?: number; decoded_token: string }> = {};
+    l.top.forEach((t, i) => {
+      entry[t.token] = { logprob: t.logprob, rank: i + 1, decoded_token: tokenText(engine, t.token) };
+    });
+    entry[l.token] = { logprob: l.logprob, rank: l.rank, decoded_token: tokenText(engine, l.token) };
+    return entry;
+  });
+}
+
+/** Completions logprobs with the prompt's tokens first (echo): the first prompt token has none. */
+function echoLogprobs(engine: Engine, r: GenerateResult, out: TokenLogprob[] | undefined) {
+  const own = logprobsOf(engine, out ?? [], 'completion') as {
+    tokens: string[];
+    token_logprobs: number[];
+    top_logprobs: Record<string, number>[];
+  };
+  const lps = r.promptLogprobs ?? r.promptTokenIds.map(() => null);
+  return {
+    tokens: [...r.promptTokenIds.map((t) => tokenText(engine, t)), ...own.tokens],
+    token_logprobs: [...lps.map((l) => l?.logprob ?? null), ...own.token_logprobs],
+    top_logprobs: [
+      ...lps.map((l) =>
+        l ? Object.fromEntries(l.top.map((t) => [tokenText(engine, t.token), t.logprob])) : null,
+      ),
+      ...own.top_logprobs,
+    ],
+  };
+}
+
 function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind, tools?: ToolOutput) {
   const choices = r.outputs.map((o) => {
+    const request = meta.results[Math.floor(o.index / meta.n)] ?? r;
+    const echo = meta.echo?.[Math.floor(o.index / meta.n)];
+    const text = echo === undefined ? o.text : echo + o.text;
+    const logprobs =
+      echo !== undefined && o.logprobs
+        ? echoLogprobs(meta.engine, request, o.logprobs)
+        : logprobsOf(meta.engine, o.logprobs, kind);
     const parsed = tools ? parseToolCalls(o.text, tools.dialect, tools.tools) : undefined;
     const calls = parsed?.calls.length ? { tool_calls: parsed.calls } : {};
     const message = { role: 'assistant', content: parsed ? parsed.content : o.text, ...calls };
     return {
       index: o.index,
-      ...(kind === 'chat' ? { message } : { text: o.text }),
-      logprobs: logprobsOf(meta.engine, o.logprobs, kind),
+      ...(kind === 'chat' ? { message } : { text }),
+      logprobs,
       finish_reason: parsed?.calls.length ? 'tool_calls' : o.finishReason,
+      stop_reason: o.stopReason ?? null,
+      ...(kind === 'completion' && request.promptLogprobs
+        ? { prompt_logprobs: promptLogprobsOf(meta.engine, request.promptLogprobs) }
+        : {}),
     };
   });
   return {
@@ -377,8 +557,13 @@ function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind, tools?: ToolO
     object: kind === 'chat' ? 'chat.completion' : 'text_completion',
     created: meta.created,
     model: meta.model,
+    system_fingerprint: meta.fingerprint,
     choices,
     usage: usage(r),
+    ...(kind === 'chat' && r.promptLogprobs
+      ? { prompt_logprobs: promptLogprobsOf(meta.engine, r.promptLogprobs) }
+      : {}),
+    ...(meta.warnings.length ? { warnings: meta.warnings } : {}),
   };
 }
 
@@ -398,9 +583,11 @@ async function* openaiStream(
     object,
     created: meta.created,
     model: meta.model,
+    system_fingerprint: meta.fingerprint,
     choices,
     ...extra,
   });
+  let warned = false;
   for await (const e of events) {
     if (e.type === 'done') {
       if (includeUsage) yield chunk([], { usage: usage(e.result) });
@@ -408,6 +595,7 @@ async function* openaiStream(
     }
     const first = !started.has(e.index);
     started.add(e.index);
+    const echo = first ? (meta.echo?.[Math.floor(e.index / meta.n)] ?? '') : '';
     let delta: Record<string, unknown> = { content: e.text };
     let finish: string | null = e.finishReason ?? null;
     if (tools) {
@@ -428,52 +616,24 @@ async function* openaiStream(
       if (!first && !finish && !d.content && calls.length === 0) continue;
     }
     const body =
-      kind === 'chat' ? { delta: first ? { role: 'assistant', ...delta } : delta } : { text: e.text };
-    yield chunk([
-      {
-        index: e.index,
-        ...body,
-        logprobs: logprobsOf(meta.engine, e.logprobs, kind),
-        finish_reason: finish,
-      },
-    ]);
+      kind === 'chat' ? { delta: first ? { role: 'assistant', ...delta } : delta } : { text: echo + e.text };
+    const extra = !warned && meta.warnings.length ? { warnings: meta.warnings } : {};
+    warned = true;
+    yield chunk(
+      [
+        {
+          index: e.index,
+          ...body,
+          logprobs: logprobsOf(meta.engine, e.logprobs, kind),
+          finish_reason: finish,
+          ...(e.finishReason ? { stop_reason: e.stopReason ?? null } : {}),
+        },
+      ],
+      extra,
+    );
   }
 }
 
-/** SGLang's /generate answer: one object per completion (an array when n > 1). */
-function nativeResponse(r: GenerateResult, meta: Meta) {
-  const one = (o: GenerateResult['outputs'][number]) => ({
-    text: o.text,
-    output_ids: o.tokenIds,
-    meta_info: {
-      id: meta.id,
-      prompt_tokens: r.usage.promptTokens,
-      completion_tokens: o.tokenIds.length,
-      cached_tokens: r.usage.cachedTokens,
-      finish_reason: { type: o.finishReason },
-      e2e_latency: r.metrics.e2eMs / 1000,
-    },
-  });
-  return r.outputs.length === 1 ? one(r.outputs[0]) : r.outputs.map(one);
-}
-
-/** SGLang streams the whole text so far in every event. */
-async function* nativeStream(events: AsyncIterable<StreamEvent>, meta: Meta) {
-  const text = new Map<number, string>();
-  const ids = new Map<number, number[]>();
-  for await (const e of events) {
-    if (e.type === 'done') return;
-    text.set(e.index, (text.get(e.index) ?? '') + e.text);
-    ids.set(e.index, [...(ids.get(e.index) ?? []), ...e.tokenIds]);
-    yield {
-      index: e.index,
-      text: text.get(e.index),
-      output_ids: ids.get(e.index),
-      meta_info: {
-        id: meta.id,
-        completion_tokens: ids.get(e.index)!.length,
-        finish_reason: e.finishReason ? { type: e.finishReason } : null,
-      },
-    };
-  }
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
 }

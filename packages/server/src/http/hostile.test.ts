@@ -95,6 +95,38 @@ describe('text server', () => {
     expect(engine.numUnfinished()).toBe(0);
   });
 
+  it('the waiting room and client aborts hold on the SGLang and LightLLM routes too', async () => {
+    const bodies = [
+      { text: 'Which module defines deque?', sampling_params: { max_new_tokens: 40, ignore_eos: true } },
+      { inputs: 'Which module defines deque?', parameters: { max_new_tokens: 40, ignore_eos: true } },
+    ];
+    for (const body of bodies) {
+      const results = await Promise.all(Array.from({ length: 6 }, () => post('/generate', body)));
+      const refused = results.filter((r) => r.status === 429);
+      expect(refused.length, JSON.stringify(body)).toBeGreaterThan(0);
+      for (const r of refused) expect(r.headers.get('retry-after')).toBe('1');
+    }
+    const streams = [
+      [
+        '/generate',
+        { ...bodies[0], sampling_params: { max_new_tokens: 500, ignore_eos: true }, stream: true },
+      ],
+      ['/generate_stream', { ...bodies[1], parameters: { max_new_tokens: 500, ignore_eos: true } }],
+    ] as const;
+    for (const [path, body] of streams) {
+      const aborted = await counter(url, 'request_aborted_total');
+      const res = await post(path, body);
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      await reader.read();
+      await reader.cancel();
+      const until = Date.now() + 5000;
+      while ((await counter(url, 'request_aborted_total')) === aborted && Date.now() < until) await sleep(20);
+      expect(await counter(url, 'request_aborted_total'), path).toBe(aborted + 1);
+    }
+    expect(engine.numUnfinished()).toBe(0);
+  });
+
   it('tokenizes a long prompt (under the bound) on its own thread: same ids, /health answers meanwhile', async () => {
     // ~37k tokens of 73k characters: about a second of tokenizing that used to stop everything.
     const prompt = 'hello world '.repeat(6000);

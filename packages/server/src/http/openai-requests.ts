@@ -1,5 +1,6 @@
 import type { ChatMessage, GenerateRequest, SamplingParams } from '@switchyard/core';
 import { badRequest } from './errors.js';
+import { checkFields } from './request-fields.js';
 import { parseChatRendering, parseNativeStructured, parseStructured } from './structured-requests.js';
 import { parseTools, type ToolRequest, toolMessageFields } from './tool-calls.js';
 
@@ -11,6 +12,8 @@ export interface ParsedRequest {
   includeUsage: boolean;
   /** Top alternatives to report per token, or undefined for no logprobs. */
   logprobs?: number;
+  /** Notes on accepted-and-ignored fields, for the log and the response's `warnings`. */
+  warnings: string[];
   /** Chat `tools` + `tool_choice`, when given. */
   tools?: ToolRequest;
 }
@@ -36,6 +39,13 @@ const isStr = (v: unknown): v is string => typeof v === 'string';
 const isStrList = (v: unknown): v is string | string[] =>
   typeof v === 'string' || (Array.isArray(v) && v.every(isStr));
 const isIntList = (v: unknown): v is number[] => Array.isArray(v) && v.every(isInt);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The request's `priority` (lower runs first under `--policy priority`). */
+export function priorityOf(body: Body): number | undefined {
+  return optional(body, 'priority', isInt, 'an integer (lower runs first under --policy priority)');
+}
 
 /** The sampling fields OpenAI and vLLM requests share, in the engine's names (ranges are checked there). */
 function sampling(body: Body, maxTokensKeys: string[]): Partial<SamplingParams> {
@@ -56,6 +66,11 @@ function sampling(body: Body, maxTokensKeys: string[]): Partial<SamplingParams> 
     stop: stop === undefined ? undefined : typeof stop === 'string' ? [stop] : stop,
     stopTokenIds: optional(body, 'stop_token_ids', isIntList, 'an array of integers'),
     ignoreEos: optional(body, 'ignore_eos', isBool, 'a boolean'),
+    minTokens: optional(body, 'min_tokens', isInt, 'an integer'),
+    logitBias: optional(body, 'logit_bias', isObject, 'an object mapping token ids to biases') as
+      | Record<number, number>
+      | undefined,
+    promptLogprobs: optional(body, 'prompt_logprobs', isInt, 'an integer'),
   };
 }
 
@@ -74,6 +89,7 @@ function streamOptions(body: Body): { stream: boolean; includeUsage: boolean } {
 
 /** A `/v1/chat/completions` body. Image parts are counted and returned for the caller to load. */
 export function parseChat(body: Body, maxImages: number): ParsedRequest & { images: string[] } {
+  const warnings = checkFields(body, 'chat');
   const messages = body.messages;
   if (!Array.isArray(messages) || messages.length === 0) {
     throw badRequest('messages must be a non-empty array of {role, content} objects', 'messages');
@@ -118,60 +134,316 @@ export function parseChat(body: Body, maxImages: number): ParsedRequest & { imag
     throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs');
   const logprobs = wantLogprobs ? (top ?? 0) : undefined;
   const s = sampling(body, ['max_completion_tokens', 'max_tokens']);
+  const stream = streamOptions(body);
+  if (stream.stream && s.promptLogprobs !== undefined)
+    throw badRequest('prompt_logprobs is not supported with stream: true', 'prompt_logprobs');
+  // Extra variables for the chat template (vLLM's chat_template_kwargs, e.g. enable_thinking).
+  const kwargs = optional(body, 'chat_template_kwargs', isObject, 'an object of chat template variables');
   return {
     request: {
       messages: normalized,
       ...parseChatRendering(body),
+      ...(kwargs ? { chatTemplateKwargs: kwargs } : {}),
       sampling: { ...s, ...parseStructured(body), logprobs },
+      priority: priorityOf(body),
     },
-    ...streamOptions(body),
+    ...stream,
     logprobs,
     images,
+    warnings,
     tools: parseTools(body),
   };
 }
 
-/** A `/v1/completions` body: `prompt` is a string or an array of token ids. */
-export function parseCompletion(body: Body): ParsedRequest {
+/** A parsed `/v1/completions` body: one engine request per prompt of the batch. */
+export interface ParsedCompletion {
+  requests: GenerateRequest[];
+  /** Each prompt as text (token-id prompts decoded by the caller): what `echo` puts first. */
+  prompts: (string | number[])[];
+  echo: boolean;
+  stream: boolean;
+  includeUsage: boolean;
+  logprobs?: number;
+  warnings: string[];
+}
+
+/**
+ * A `/v1/completions` body. `prompt` is a string, an array of token ids, or a batch: an array
+ * of strings or of token-id arrays (each a request of its own; choice i × n + j answers prompt i).
+ */
+export function parseCompletion(body: Body): ParsedCompletion {
+  const warnings = checkFields(body, 'completion');
   const prompt = body.prompt;
-  const request: GenerateRequest = {};
-  if (typeof prompt === 'string') request.prompt = prompt;
-  else if (isIntList(prompt) && prompt.length > 0) request.promptIds = prompt;
-  else if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string')
-    request.prompt = prompt[0];
+  let prompts: (string | number[])[];
+  if (typeof prompt === 'string') prompts = [prompt];
+  else if (isIntList(prompt) && prompt.length > 0) prompts = [prompt];
+  else if (
+    Array.isArray(prompt) &&
+    prompt.length > 0 &&
+    prompt.every((p) => typeof p === 'string' || (isIntList(p) && p.length > 0))
+  )
+    prompts = prompt as (string | number[])[];
   else
     throw badRequest(
-      'prompt must be a string or a non-empty array of token ids (one prompt per request)',
+      'prompt must be a string, a non-empty array of token ids, or a non-empty array of either (a batch)',
       'prompt',
     );
   const logprobs = optional(body, 'logprobs', isInt, 'an integer');
-  if (optional(body, 'echo', isBool, 'a boolean')) throw badRequest('echo is not supported', 'echo');
-  request.sampling = { ...sampling(body, ['max_tokens']), ...parseStructured(body), logprobs };
-  return { request, ...streamOptions(body), logprobs };
+  const echo = optional(body, 'echo', isBool, 'a boolean') ?? false;
+  const s = { ...sampling(body, ['max_tokens']), ...parseStructured(body) };
+  const stream = streamOptions(body);
+  if (stream.stream && s.promptLogprobs !== undefined)
+    throw badRequest('prompt_logprobs is not supported with stream: true', 'prompt_logprobs');
+  if (stream.stream && echo && logprobs !== undefined)
+    throw badRequest(
+      'echo with logprobs is not supported with stream: true; drop stream or logprobs',
+      'echo',
+    );
+  // echo with logprobs reports the prompt's own logprobs, as vLLM does.
+  const promptLogprobs = s.promptLogprobs ?? (echo && logprobs !== undefined ? logprobs : undefined);
+  const priority = priorityOf(body);
+  const requests = prompts.map(
+    (p): GenerateRequest => ({
+      ...(typeof p === 'string' ? { prompt: p } : { promptIds: p }),
+      sampling: { ...s, logprobs, promptLogprobs },
+      priority,
+    }),
+  );
+  return { requests, prompts, echo, ...stream, logprobs, warnings };
 }
 
-/** SGLang's native `/generate` body: `text` or `input_ids`, `sampling_params`, `stream`. */
-export function parseNativeGenerate(body: Body): {
-  request: GenerateRequest;
+/** SGLang `sampling_params` keys, and the LightLLM `parameters` keys (others get a 400 naming them). */
+const SGLANG_SAMPLING = new Set([
+  'max_new_tokens',
+  'min_new_tokens',
+  'temperature',
+  'top_p',
+  'top_k',
+  'min_p',
+  'repetition_penalty',
+  'presence_penalty',
+  'frequency_penalty',
+  'stop',
+  'stop_token_ids',
+  'ignore_eos',
+  'n',
+  'seed',
+  'sampling_seed',
+  'logit_bias',
+  'skip_special_tokens',
+  'json_schema',
+  'regex',
+  'ebnf',
+  'jump_forward',
+]);
+
+/** Refuses keys outside `known` (400 naming the key and where it was). */
+export function checkKeys(obj: Body, known: Set<string>, where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (known.has(key)) continue;
+    throw badRequest(`${where} has an unknown key '${key}'; known: ${[...known].join(', ')}`, key);
+  }
+}
+
+/** Images given as URLs, data: URLs or raw base64 (SGLang and LightLLM accept bare base64). */
+export function imageSource(s: string): string {
+  // JPEG's base64 starts with '/9j/', so a leading '/' alone does not make a path.
+  const base64 = s.length >= 64 && /^[A-Za-z0-9+/]+={0,2}$/.test(s);
+  if (!base64 && /^(data:|https?:|file:|\/)/i.test(s)) return s;
+  return base64 ? `data:image/base64;base64,${s}` : s;
+}
+
+const SGLANG_TOP = new Set([
+  'text',
+  'input_ids',
+  'sampling_params',
+  'stream',
+  'image_data',
+  'return_logprob',
+  'logprob_start_len',
+  'top_logprobs_num',
+  'return_text_in_logprobs',
+  'rid',
+  'priority',
+  'modalities',
+]);
+
+export interface ParsedNativeGenerate {
+  /** One request per prompt; `batched` says whether the body sent a list. */
+  requests: GenerateRequest[];
+  batched: boolean;
   stream: boolean;
-  images: string[];
-} {
-  const request: GenerateRequest = {};
-  if (typeof body.text === 'string') request.prompt = body.text;
-  else if (isIntList(body.input_ids) && body.input_ids.length > 0) request.promptIds = body.input_ids;
-  else throw badRequest('give text (a string) or input_ids (a non-empty array of token ids)', 'text');
+  /** Per request, its images (URL, data URL or raw base64 normalized to a data URL). */
+  images: string[][];
+  returnLogprob: boolean;
+  returnTextInLogprobs: boolean;
+  topLogprobsNum: number;
+}
+
+/**
+ * SGLang's native `/generate` body: `text` or `input_ids` (one prompt or a list of them),
+ * `sampling_params`, `image_data` (URL, data URL or raw base64; per prompt when batched),
+ * `return_logprob` with `top_logprobs_num`, `stream`, `priority`.
+ */
+export function parseNativeGenerate(body: Body): ParsedNativeGenerate {
+  checkKeys(body, SGLANG_TOP, 'the /generate body');
+  let prompts: (string | number[])[];
+  let batched = false;
+  if (typeof body.text === 'string') prompts = [body.text];
+  else if (Array.isArray(body.text) && body.text.length > 0 && body.text.every(isStr)) {
+    prompts = body.text;
+    batched = true;
+  } else if (isIntList(body.input_ids) && body.input_ids.length > 0) prompts = [body.input_ids];
+  else if (
+    Array.isArray(body.input_ids) &&
+    body.input_ids.length > 0 &&
+    body.input_ids.every((x) => isIntList(x) && x.length > 0)
+  ) {
+    prompts = body.input_ids as number[][];
+    batched = true;
+  } else
+    throw badRequest(
+      'give text (a string or a list of strings) or input_ids (token ids, or a list of such lists)',
+      'text',
+    );
   const sp = body.sampling_params ?? {};
   if (typeof sp !== 'object' || Array.isArray(sp))
     throw badRequest('sampling_params must be an object', 'sampling_params');
-  request.sampling = { ...sampling(sp as Body, ['max_new_tokens']), ...parseNativeStructured(sp as Body) };
+  checkKeys(sp as Body, SGLANG_SAMPLING, 'sampling_params');
+  const s = { ...sampling(sp as Body, ['max_new_tokens']), ...parseNativeStructured(sp as Body) };
+  s.seed ??= optional(sp as Body, 'sampling_seed', isInt, 'an integer');
+  if ((sp as Body).skip_special_tokens === false)
+    throw badRequest('skip_special_tokens: false is not supported', 'skip_special_tokens');
+  const returnLogprob = optional(body, 'return_logprob', isBool, 'a boolean') ?? false;
+  const topLogprobsNum = optional(body, 'top_logprobs_num', isInt, 'an integer') ?? 0;
+  const startLen = optional(body, 'logprob_start_len', isInt, 'an integer') ?? -1;
   const imageData = body.image_data;
-  const images =
-    imageData === undefined || imageData === null
-      ? []
-      : typeof imageData === 'string'
-        ? [imageData]
-        : imageData;
-  if (!Array.isArray(images) || !images.every(isStr))
-    throw badRequest('image_data must be a string or an array of strings', 'image_data');
-  return { request, stream: optional(body, 'stream', isBool, 'a boolean') ?? false, images };
+  let images: string[][];
+  if (imageData === undefined || imageData === null) images = prompts.map(() => []);
+  else if (typeof imageData === 'string') images = [[imageData]];
+  else if (Array.isArray(imageData) && imageData.every(isStr))
+    images = batched ? imageData.map((x) => [x]) : [imageData];
+  else if (Array.isArray(imageData) && imageData.every((x) => Array.isArray(x) && x.every(isStr)))
+    images = imageData as string[][];
+  else
+    throw badRequest('image_data must be a string, a list of strings, or one list per prompt', 'image_data');
+  if (images.length !== prompts.length)
+    throw badRequest(`image_data has ${images.length} entries for ${prompts.length} prompts`, 'image_data');
+  const priority = priorityOf(body);
+  const requests = prompts.map(
+    (p): GenerateRequest => ({
+      ...(typeof p === 'string' ? { prompt: p } : { promptIds: p }),
+      sampling: {
+        ...s,
+        logprobs: returnLogprob ? topLogprobsNum : undefined,
+        promptLogprobs: returnLogprob && startLen >= 0 ? topLogprobsNum : undefined,
+      },
+      priority,
+    }),
+  );
+  return {
+    requests,
+    batched,
+    stream: optional(body, 'stream', isBool, 'a boolean') ?? false,
+    images: images.map((list) => list.map(imageSource)),
+    returnLogprob,
+    returnTextInLogprobs: optional(body, 'return_text_in_logprobs', isBool, 'a boolean') ?? false,
+    topLogprobsNum,
+  };
+}
+
+const LIGHTLLM_PARAMETERS = new Set([
+  'do_sample',
+  'temperature',
+  'top_p',
+  'top_k',
+  'min_p',
+  'repetition_penalty',
+  'presence_penalty',
+  'frequency_penalty',
+  'max_new_tokens',
+  'min_new_tokens',
+  'stop_sequences',
+  'ignore_eos',
+  'seed',
+  'n',
+  'best_of',
+  'skip_special_tokens',
+  'return_details',
+  'add_special_tokens',
+  'logit_bias',
+]);
+
+export interface ParsedLightllm {
+  request: GenerateRequest;
+  stream: boolean;
+  /** Image sources in order (one per `<img></img>` in `inputs`). */
+  images: string[];
+  returnDetails: boolean;
+}
+
+/**
+ * LightLLM's `/generate` (and `/generate_stream`) body: `inputs` (text with `<img></img>` where
+ * each image goes), `parameters` (`do_sample: false`, the default, is greedy), and
+ * `multimodal_params.images` as `[{type: "base64"|"url", data}]`.
+ */
+export function parseLightllm(body: Body, stream: boolean): ParsedLightllm {
+  checkKeys(
+    body,
+    new Set(['inputs', 'parameters', 'multimodal_params', 'stream', 'priority']),
+    'the LightLLM body',
+  );
+  if (typeof body.inputs !== 'string' || body.inputs === '')
+    throw badRequest('inputs must be a non-empty string', 'inputs');
+  const p = body.parameters ?? {};
+  if (typeof p !== 'object' || Array.isArray(p))
+    throw badRequest('parameters must be an object', 'parameters');
+  const params = p as Body;
+  checkKeys(params, LIGHTLLM_PARAMETERS, 'parameters');
+  if (params.add_special_tokens === false)
+    throw badRequest(
+      'add_special_tokens: false is not supported; the tokenizer adds them as the model expects',
+      'add_special_tokens',
+    );
+  if (params.skip_special_tokens === false)
+    throw badRequest('skip_special_tokens: false is not supported', 'skip_special_tokens');
+  const doSample = optional(params, 'do_sample', isBool, 'a boolean') ?? false;
+  const s = sampling({ ...params, stop: params.stop_sequences }, ['max_new_tokens']);
+  s.minTokens ??= optional(params, 'min_new_tokens', isInt, 'an integer');
+  const bestOf = optional(params, 'best_of', isInt, 'an integer');
+  if (bestOf !== undefined && bestOf !== (s.n ?? 1))
+    throw badRequest('best_of other than n is not supported; ask for n samples', 'best_of');
+  // LightLLM: without do_sample the answer is greedy whatever temperature says.
+  if (!doSample) {
+    s.temperature = 0;
+    s.topP = undefined;
+    s.topK = undefined;
+  }
+  const mm = body.multimodal_params ?? {};
+  if (typeof mm !== 'object' || Array.isArray(mm))
+    throw badRequest('multimodal_params must be an object', 'multimodal_params');
+  checkKeys(mm as Body, new Set(['images']), 'multimodal_params');
+  const list = (mm as Body).images ?? [];
+  if (!Array.isArray(list)) throw badRequest('multimodal_params.images must be a list', 'multimodal_params');
+  const images = list.map((img: unknown, i: number) => {
+    const o = img as { type?: unknown; data?: unknown };
+    if (
+      !o ||
+      typeof o !== 'object' ||
+      typeof o.data !== 'string' ||
+      (o.type !== 'base64' && o.type !== 'url')
+    )
+      throw badRequest(
+        `multimodal_params.images[${i}] must be {"type": "base64" | "url", "data": string}`,
+        'multimodal_params',
+      );
+    if (o.type === 'url') return o.data;
+    return o.data.startsWith('data:') ? o.data : `data:image/base64;base64,${o.data}`;
+  });
+  return {
+    request: { prompt: body.inputs, sampling: s, priority: priorityOf(body) },
+    stream: stream || (optional(body, 'stream', isBool, 'a boolean') ?? false),
+    images,
+    returnDetails: optional(params, 'return_details', isBool, 'a boolean') ?? false,
+  };
 }

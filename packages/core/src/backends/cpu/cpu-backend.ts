@@ -1,5 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import { type Backend, kvPoolTokens } from '../../contracts/backend.js';
+import { SwitchyardError } from '../../errors.js';
 import { cpuSessionOptions } from '../ort-session.js';
 import { OrtVisionRunner } from '../ort-vision-runner.js';
 import { CpuExecutor } from './cpu-executor.js';
@@ -26,6 +27,13 @@ export function createCpuBackend({ name = 'cpu', sessionOptions }: CpuBackendOpt
     quantizations: ['none'],
     async createExecutor(checkpoint, model, options) {
       const d = model.decoder;
+      if (options.memoryUtilization !== undefined) {
+        throw new SwitchyardError(
+          'a GPU memory fraction needs a device pool, and the cpu backend has none; size the KV cache with --kv-cache-tokens N (or use --device webgpu)',
+          'invalid_request',
+          'memoryUtilization',
+        );
+      }
       const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
       const tokens = kvPoolTokens(name, options, kvBytesPerToken, CPU_KV_BUDGET);
       const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));

@@ -83,7 +83,8 @@ export class CpuExecutor implements Executor {
       const m = { s, index, token: T, past: P };
       T += s.tokenIds.length;
       P += s.start;
-      if (s.sample) S++;
+      if (s.allLogits) S += s.tokenIds.length;
+      else if (s.sample) S++;
       return m;
     });
     const inputIds = new Int32Array(T);
@@ -99,7 +100,8 @@ export class CpuExecutor implements Executor {
         positions[token + i] = s.start + i;
         newSlots[token + i] = slotOf(s.blockTable, s.start + i, blockSize);
       }
-      if (s.sample) sampleIndex[sampled++] = token + s.tokenIds.length - 1;
+      if (s.allLogits) for (let i = 0; i < s.tokenIds.length; i++) sampleIndex[sampled++] = token + i;
+      else if (s.sample) sampleIndex[sampled++] = token + s.tokenIds.length - 1;
     }
     const keyRows = keyRowsOf(members, pastSlots, newSlots, P);
     // Decodes (one new token) and prefill chunks attend in separate padded groups.

@@ -1,4 +1,5 @@
 import { type Backend, kvPoolTokens } from '../../contracts/backend.js';
+import { deviceMemoryBytes, kvTokensForMemoryFraction } from '../../engine/memory-fraction.js';
 import { SwitchyardError } from '../../errors.js';
 import { webGpuSessionOptions } from '../ort-session.js';
 import { OrtVisionRunner } from '../ort-vision-runner.js';
@@ -42,7 +43,32 @@ export const webgpuBackend: Backend = {
     const d = model.decoder;
     checkPagedAttention(d, 'webgpu');
     const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 2;
-    const tokens = kvPoolTokens('webgpu', options, kvBytesPerToken, WEBGPU_KV_BUDGET);
+    // The GPU has a device pool: a memory fraction sizes it (kvCacheTokens, when given, wins).
+    let tokens = kvPoolTokens(
+      'webgpu',
+      { kvCacheTokens: options.kvCacheTokens },
+      kvBytesPerToken,
+      WEBGPU_KV_BUDGET,
+    );
+    if (options.memoryUtilization !== undefined && options.kvCacheTokens === undefined) {
+      const totalBytes = deviceMemoryBytes();
+      if (totalBytes === undefined) {
+        throw new SwitchyardError(
+          "the GPU's memory size is unknown (no nvidia-smi); size the KV cache with --kv-cache-tokens N",
+          'invalid_request',
+          'memoryUtilization',
+        );
+      }
+      // Weights run in fp16 (int4 packs eight per 4 bytes, plus fp16 scales per 32).
+      let numel = 0;
+      for (const t of checkpoint.tensors.values()) numel += t.shape.reduce((a, b) => a * b, 1);
+      tokens = kvTokensForMemoryFraction({
+        fraction: options.memoryUtilization,
+        totalBytes,
+        weightBytes: numel * (options.quantization === 'int4' ? 0.75 : 2),
+        kvBytesPerToken,
+      });
+    }
     const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));
     const settings = tuning(options.settings);
     return WebGpuExecutor.create(checkpoint, d, {

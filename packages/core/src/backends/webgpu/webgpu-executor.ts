@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { SwitchyardError } from '../../errors.js';
 import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
 import type { Checkpoint } from '../../loader/checkpoint.js';
+import { reportLoadProgress } from '../../loader/progress.js';
 import { float32ToFloat16 } from '../../loader/safetensors.js';
 import type { DecoderSpec } from '../../model.js';
 import { buildDecoder, DecoderIO, type DecoderRecipeOptions } from '../../onnx/decoder-recipe.js';
@@ -103,7 +104,9 @@ export class WebGpuExecutor implements Executor {
     let session: ort.InferenceSession;
     let poolSession: ort.InferenceSession;
     try {
+      reportLoadProgress('opening the decoder session', 0, 1);
       session = await createSession(graph, webGpuSessionOptions(options.validationMode));
+      reportLoadProgress('opening the decoder session', 1, 1);
       const g = new GraphBuilder();
       buildKvPoolGraph(g, spec.numLayers);
       poolSession = await ort.InferenceSession.create(
@@ -145,7 +148,8 @@ export class WebGpuExecutor implements Executor {
     let maxKv = 0;
     for (const s of batch) {
       T += s.tokenIds.length;
-      if (s.sample) S++;
+      if (s.allLogits) S += s.tokenIds.length;
+      else if (s.sample) S++;
       maxQ = Math.max(maxQ, s.tokenIds.length);
       maxKv = Math.max(maxKv, s.start + s.tokenIds.length);
     }
@@ -158,12 +162,13 @@ export class WebGpuExecutor implements Executor {
     let sampled = 0;
     batch.forEach((s, b) => {
       for (let i = 0; i < s.tokenIds.length; i++) inputIds[t + i] = s.tokenIds[i];
+      if (s.allLogits) for (let i = 0; i < s.tokenIds.length; i++) sampleIndex[sampled++] = t + i;
       t += s.tokenIds.length;
       cu[b + 1] = t;
       past[b] = s.start;
       const needed = Math.ceil((s.start + s.tokenIds.length) / this.pool.blockSize);
       for (let j = 0; j < needed; j++) table[b * this.maxBlocks + j] = s.blockTable[j];
-      if (s.sample) sampleIndex[sampled++] = t - 1;
+      if (s.sample && !s.allLogits) sampleIndex[sampled++] = t - 1;
     });
     const feeds: Record<string, ort.Tensor> = {
       ...this.pools,
