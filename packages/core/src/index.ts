@@ -2,6 +2,14 @@ export type { DependencyContainer } from 'tsyringe';
 export * from './backends/cpu/cpu-backend.js';
 export { CpuExecutor, type CpuExecutorOptions } from './backends/cpu/cpu-executor.js';
 export * from './backends/cpu/gathered-attention.js';
+export { CUDA_DEFAULT_BLOCK_SIZE, cudaBackend } from './backends/cuda/cuda-backend.js';
+export {
+  type CudaLibraries,
+  defaultOrtCudaDir,
+  locateCudaLibraries,
+  type SetupCudaOptions,
+  setupCuda,
+} from './backends/cuda/install.js';
 export * from './backends/index.js';
 export * from './backends/ort-vision-runner.js';
 export * from './backends/webgpu/paged-attention.js';

@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ChatMessage, type Engine, type GenerateRequest, SwitchyardError } from '@switchyard/core';
+import {
+  type ChatMessage,
+  type Engine,
+  type GenerateRequest,
+  locateCudaLibraries,
+  SwitchyardError,
+  setupCuda,
+} from '@switchyard/core';
 import { runBench } from './bench.js';
 import { createEngine } from './create-engine.js';
 import { ENGINE_FLAGS, engineOptions, parseFlags } from './flags.js';
@@ -35,6 +42,7 @@ const USAGE = `usage:
   switchyard serve [--model DIR] [--host 127.0.0.1] [--port 8000] [options]
   switchyard start            serve the embedded demo model on http://127.0.0.1:8000
   switchyard chat             ask the embedded demo model one question
+  switchyard setup cuda       fetch ONNX Runtime's CUDA provider (~330 MB from the npm registry) for --device cuda
 \`switchyard COMMAND --help\` lists a command's options; docs/CLI.md has them all`;
 
 /** Runs the CLI; returns the exit status. Errors print one line, never a stack trace. */
@@ -56,6 +64,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest, DEMO_VISION_MODEL);
       case 'chat':
         return await chat();
+      case 'setup':
+        return setup(rest);
       case undefined:
       case '--help':
       case '-h':
@@ -64,7 +74,7 @@ export async function main(argv: string[]): Promise<number> {
         return command === undefined ? 2 : 0;
       default:
         throw new SwitchyardError(
-          `unknown command '${command}'; commands: generate, serve, bench, start, chat`,
+          `unknown command '${command}'; commands: generate, serve, bench, start, chat, setup`,
         );
     }
   } catch (e) {
@@ -209,4 +219,22 @@ function readMessages(path: string): ChatMessage[] {
   } catch (e) {
     throw new SwitchyardError(`${path} is not valid JSON: ${(e as Error).message}`);
   }
+}
+
+/**
+ * `switchyard setup cuda`: ONNX Runtime 1.29's core and CUDA provider from the npm registry into
+ * ~/.cache/switchyard/ort-cuda (not part of `npm ci`), then a check that the CUDA runtime is found.
+ */
+function setup(args: string[]): number {
+  if (args[0] !== 'cuda' || args.length > 1)
+    throw new SwitchyardError(`setup takes one target: \`switchyard setup cuda\``);
+  const dir = setupCuda({ log: (line) => process.stdout.write(`${line}\n`) });
+  process.stdout.write(`ONNX Runtime's CUDA provider is in ${dir}\n`);
+  try {
+    locateCudaLibraries();
+    process.stdout.write('the CUDA runtime libraries were found: --device cuda is ready\n');
+  } catch (e) {
+    process.stdout.write(`${(e as Error).message}\n`);
+  }
+  return 0;
 }

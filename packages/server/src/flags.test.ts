@@ -87,7 +87,7 @@ describe('launch flags in vLLM, SGLang and LightLLM spellings', () => {
       /--trust_remote_code is not supported: no remote code/,
     );
     expect(() => engineOptions(parseFlags(['m', '--dtype', 'bfloat16'], ENGINE_FLAGS))).toThrow(
-      /--dtype bfloat16 is not supported; use auto, float32 \(cpu\) or float16 \(webgpu\)/,
+      /--dtype bfloat16 is not supported; use auto, float32 \(cpu\) or float16 \(webgpu, cuda\)/,
     );
     expect(() => parseFlags(['a', 'b'], ENGINE_FLAGS)).toThrow(/one model folder at most/);
     expect(() => parseFlags(['a', '--model', 'b'], ENGINE_FLAGS)).toThrow(/the model is given twice/);
@@ -270,5 +270,39 @@ describe('--help, docs/CLI.md and the parsers agree', () => {
       if (flag === 'help' || UNSUPPORTED_FLAGS[name]) continue;
       expect(all.has(name), `docs/CLI.md names --${flag}`).toBe(true);
     }
+  });
+});
+
+describe('the cuda device on the command line', () => {
+  it('passes --cuda-lib-dir to the cuda backend, and refuses it with another device', () => {
+    const flags = (...a: string[]) => engineOptions(parseFlags(['--model', 'm', ...a], ENGINE_FLAGS));
+    expect(flags('--device', 'cuda', '--cuda-lib-dir', '/opt/cuda/lib').settings).toEqual({
+      cudaLibDir: '/opt/cuda/lib',
+    });
+    expect(() => flags('--cuda-lib-dir', '/opt/cuda/lib')).toThrow(
+      '--cuda-lib-dir is a setting of --device cuda; add --device cuda or drop it',
+    );
+  });
+
+  it('without the CUDA provider installed, names the command that installs it (one line)', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'no-ort-cuda-'));
+    try {
+      const r = spawnSync(
+        process.execPath,
+        [BIN, 'generate', '--model', DEMO_MODEL, '--prompt', 'hi', '--device', 'cuda'],
+        { encoding: 'utf8', env: { ...process.env, SWITCHYARD_ORT_CUDA_DIR: empty } },
+      );
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/libonnxruntime\.so, not found in .*run `switchyard setup cuda`/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it('setup takes one target', () => {
+    const r = spawnSync(process.execPath, [BIN, 'setup', 'gpu'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('switchyard: setup takes one target: `switchyard setup cuda`\n');
   });
 });

@@ -17,6 +17,7 @@ export const ENGINE_FLAGS = {
   'max-num-batched-tokens': { type: 'string' },
   'kv-cache-tokens': { type: 'string' },
   'gpu-memory-utilization': { type: 'string' },
+  'cuda-lib-dir': { type: 'string' },
   'block-size': { type: 'string' },
   'no-prefix-caching': { type: 'boolean' },
   'enable-prefix-caching': { type: 'boolean' },
@@ -155,7 +156,7 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     const d = DTYPES[String(values.dtype)];
     if (!d)
       throw new SwitchyardError(
-        `--dtype ${values.dtype} is not supported; use auto, float32 (cpu) or float16 (webgpu)`,
+        `--dtype ${values.dtype} is not supported; use auto, float32 (cpu) or float16 (webgpu, cuda)`,
       );
     dtype = d === 'auto' ? undefined : d;
   }
@@ -195,5 +196,15 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     generationConfig: values['generation-config'] as string | undefined,
     imageCacheMb: int('image-cache-mb', 0),
     imageCacheEntries: int('image-cache-entries', 0),
+    ...cudaSettings(values),
   };
+}
+
+/** `--cuda-lib-dir` is a setting of the cuda backend: refused with any other device. */
+function cudaSettings(values: Record<string, unknown>): Pick<EngineOptions, 'settings'> {
+  const dir = values['cuda-lib-dir'];
+  if (dir === undefined) return {};
+  if (values.device !== 'cuda')
+    throw new SwitchyardError(`--cuda-lib-dir is a setting of --device cuda; add --device cuda or drop it`);
+  return { settings: { cudaLibDir: String(dir) } };
 }

@@ -5,15 +5,16 @@ export const ENGINE_HELP = `engine options (generate, bench, serve); the model m
   --chat-template FILE|NAME    a Jinja file, or built-in: chatml, vicuna_v1.1
   --scheduler fcfs|continuous  (default continuous)
   --attention paged|radix      KV cache manager (default paged)
-  --device cpu|webgpu          (default cpu)
-  --dtype auto|float32|float16 (auto: float32 on cpu, float16 on webgpu; half, float accepted)
-  --quantization int4          webgpu only
+  --device cpu|webgpu|cuda     (default cpu; cuda needs \`switchyard setup cuda\` once)
+  --dtype auto|float32|float16 (auto: float32 on cpu, float16 on webgpu and cuda; half, float accepted)
+  --quantization int4          webgpu and cuda
+  --cuda-lib-dir DIR           cuda: where libcudart/cublas 13 and cuDNN 9 are, if not found
   --policy fcfs|lpm|priority   queue policy (default fcfs; also --schedule-policy)
   --max-model-len N            longest prompt + output (also --context-length, --max_req_total_len)
   --max-num-seqs N             (also --max-running-requests, --running_max_req_size)
   --max-num-batched-tokens N   (also --chunked-prefill-size, --batch_max_tokens)
   --kv-cache-tokens N          KV pool size (also --max-total-tokens, --max_total_token_num)
-  --gpu-memory-utilization F   webgpu: size the KV pool from F of the GPU's memory
+  --gpu-memory-utilization F   webgpu, cuda: size the KV pool from F of the GPU's memory
                                (also --mem-fraction-static, --mem_fraction)
   --block-size N  --no-prefix-caching (also --disable-radix-cache)  --enable-prefix-caching
   --no-chunked-prefill         whole prompts only (the token budget must hold the longest)
@@ -58,6 +59,11 @@ ${ENGINE_HELP}`,
   start: `usage: switchyard start [serve options]
   serves the embedded vision demo model (models/switchyard-demo-vision) on http://127.0.0.1:8000;
   takes every option of \`switchyard serve --help\``,
+  setup: `usage: switchyard setup cuda
+  fetches ONNX Runtime 1.29's core and CUDA provider (npm packages com.github.asus4.onnxruntime*,
+  ~330 MB, not part of npm ci) into ~/.cache/switchyard/ort-cuda for --device cuda; the CUDA 13
+  runtime (libcudart, cuBLAS, cuDNN 9) is found from --cuda-lib-dir, LD_LIBRARY_PATH, CUDA_HOME or
+  a Python environment's nvidia/*/lib`,
   chat: `usage: switchyard chat
   asks the embedded vision demo model one question about a picture and prints the answer`,
 };
