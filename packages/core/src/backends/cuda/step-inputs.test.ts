@@ -29,6 +29,16 @@ describe('step inputs of the cuda executor', () => {
     expect([...h.subarray(layout.sample, layout.sample + 2)]).toEqual([2, 3]);
   });
 
+  it('returns a row for every token of a sequence that asks for all its logits (prompt logprobs)', () => {
+    const batch = [seq([5, 6, 7], 0, [3]), { ...seq([8, 9], 0, [1], false), allLogits: true }];
+    const shape = stepShape(batch);
+    expect(shape.S).toBe(3);
+    const layout = packedLayout(shape.T, shape.B, shape.S, 1);
+    const h = new Int32Array(layout.total);
+    packStep(batch, layout, 1, 16, h);
+    expect([...h.subarray(layout.sample, layout.sample + 3)]).toEqual([2, 3, 4]);
+  });
+
   it('pads a decode batch to its graph bucket with rows that write only the scratch block', () => {
     const batch = [seq([11], 0, [2]), seq([12], 40, [5, 6, 7])];
     const size = 4;

@@ -1,31 +1,10 @@
 import type { StepSequence } from '../../executor.js';
 
+export { type StepShape, stepShape } from '../step-shape.js';
+
 /** int32 elements (256 bytes) between the packed input regions. */
 const ALIGN = 64;
 const up = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
-
-/** Sizes of a step: packed tokens, sequences, sampled rows, longest query and key lengths. */
-export interface StepShape {
-  T: number;
-  B: number;
-  S: number;
-  maxQ: number;
-  maxKv: number;
-}
-
-export function stepShape(batch: readonly StepSequence[]): StepShape {
-  let T = 0;
-  let S = 0;
-  let maxQ = 0;
-  let maxKv = 0;
-  for (const s of batch) {
-    T += s.tokenIds.length;
-    if (s.sample) S++;
-    maxQ = Math.max(maxQ, s.tokenIds.length);
-    maxKv = Math.max(maxKv, s.start + s.tokenIds.length);
-  }
-  return { T, B: batch.length, S, maxQ, maxKv };
-}
 
 /**
  * Offsets (in int32 elements) of the decoder's int32 inputs inside one packed buffer, each region
@@ -73,7 +52,8 @@ export function packStep(
     const needed = Math.ceil((s.start + ids.length) / blockSize);
     for (let j = 0; j < needed; j++) h[row + j] = s.blockTable[j];
     h.fill(0, row + needed, row + maxBlocks);
-    if (s.sample) h[layout.sample + sampled++] = t - 1;
+    if (s.allLogits) for (let i = ids.length; i > 0; i--) h[layout.sample + sampled++] = t - i;
+    else if (s.sample) h[layout.sample + sampled++] = t - 1;
   }
 }
 

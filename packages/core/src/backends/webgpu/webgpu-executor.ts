@@ -11,6 +11,7 @@ import { cachedGraph, type DerivedWeights } from '../../onnx/graph-cache.js';
 import { encodeModel } from '../../onnx/proto.js';
 import { gatherImageRows } from '../image-rows.js';
 import { createSession, webGpuSessionOptions } from '../ort-session.js';
+import { stepShape } from '../step-shape.js';
 import { buildKvPoolGraph, PagedAttentionIO, pagedAttention } from './paged-attention.js';
 
 /** Knobs of the webgpu path, each measured in docs/decisions. */
@@ -141,18 +142,7 @@ export class WebGpuExecutor implements Executor {
 
   /** One session run; fetches only `output`. */
   private async step(batch: readonly StepSequence[], output: string): Promise<ort.Tensor> {
-    const B = batch.length;
-    let T = 0;
-    let S = 0;
-    let maxQ = 0;
-    let maxKv = 0;
-    for (const s of batch) {
-      T += s.tokenIds.length;
-      if (s.allLogits) S += s.tokenIds.length;
-      else if (s.sample) S++;
-      maxQ = Math.max(maxQ, s.tokenIds.length);
-      maxKv = Math.max(maxKv, s.start + s.tokenIds.length);
-    }
+    const { T, B, S, maxQ, maxKv } = stepShape(batch);
     const inputIds = new Int32Array(T);
     const cu = new Int32Array(B + 1);
     const past = new Int32Array(B);
