@@ -539,6 +539,7 @@ function openaiResponse(r: GenerateResult, meta: Meta, kind: Kind, tools?: ToolO
         ? echoLogprobs(meta.engine, request, o.logprobs)
         : logprobsOf(meta.engine, o.logprobs, kind);
     const parsed = tools ? parseToolCalls(o.text, tools.dialect, tools.tools) : undefined;
+    if (parsed && !tools?.parallel) parsed.calls = parsed.calls.slice(0, 1);
     const calls = parsed?.calls.length ? { tool_calls: parsed.calls } : {};
     const message = { role: 'assistant', content: parsed ? parsed.content : o.text, ...calls };
     return {
@@ -610,7 +611,9 @@ async function* openaiStream(
         d.content += end.content;
         d.calls.push(...end.calls);
       }
-      const calls = d.calls.map((c) => ({ index: ts.numCalls++, ...c }));
+      // parallel_tool_calls false: the first call only.
+      const room = tools.parallel ? d.calls.length : Math.max(0, 1 - ts.numCalls);
+      const calls = d.calls.slice(0, room).map((c) => ({ index: ts.numCalls++, ...c }));
       delta = { content: d.content, ...(calls.length ? { tool_calls: calls } : {}) };
       if (e.finishReason && ts.numCalls > 0) finish = 'tool_calls';
       if (!first && !finish && !d.content && calls.length === 0) continue;

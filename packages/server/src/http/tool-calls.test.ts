@@ -92,3 +92,17 @@ describe('tool calls', () => {
     ).toThrow(/tool_choice names 'nope', which is not in tools \(get_weather, get_time\)/);
   });
 });
+
+describe('parallel_tool_calls', () => {
+  const tools = [{ type: 'function', function: { name: 'f' } }];
+  it('defaults to parallel calls, and false asks for at most one', () => {
+    expect(parseTools({ tools })?.parallel).toBe(true);
+    expect(parseTools({ tools, parallel_tool_calls: false })?.parallel).toBe(false);
+  });
+
+  it('refuses a value that is not a boolean, naming the field', () => {
+    expect(() => parseTools({ tools, parallel_tool_calls: 'no' })).toThrow(
+      'parallel_tool_calls must be true or false',
+    );
+  });
+});

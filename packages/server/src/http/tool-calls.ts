@@ -29,6 +29,8 @@ export interface ToolRequest {
   choice: ToolChoice;
   /** The tools as the client sent them, for the chat template's `tools` variable. */
   raw: unknown[];
+  /** `parallel_tool_calls` (default true): false keeps at most one call per answer. */
+  parallel: boolean;
 }
 
 const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -37,6 +39,9 @@ const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export function parseTools(body: Record<string, unknown>): ToolRequest | undefined {
   const tools = body.tools;
   const choice = body.tool_choice;
+  const parallel = body.parallel_tool_calls ?? true;
+  if (typeof parallel !== 'boolean')
+    throw badRequest('parallel_tool_calls must be true or false', 'parallel_tool_calls');
   if (tools === undefined || tools === null) {
     if (choice !== undefined && choice !== null && choice !== 'none' && choice !== 'auto')
       throw badRequest(
@@ -89,7 +94,7 @@ export function parseTools(body: Record<string, unknown>): ToolRequest | undefin
       );
     parsed = { name };
   }
-  return { tools: defs, choice: parsed, raw: tools };
+  return { tools: defs, choice: parsed, raw: tools, parallel };
 }
 
 /** The dialect a chat template speaks: Llama 3.1's JSON when it mentions ipython / python_tag. */
@@ -334,6 +339,8 @@ export function toolMessageFields(
 export interface ToolOutput {
   dialect: ToolDialect;
   tools: ToolDef[];
+  /** False: only the first call the model makes is returned (`parallel_tool_calls: false`). */
+  parallel: boolean;
 }
 
 /**
@@ -372,5 +379,5 @@ export function applyTools(
       );
     request.sampling = { ...request.sampling, guided: grammar };
   }
-  return { dialect, tools: tools.tools };
+  return { dialect, tools: tools.tools, parallel: tools.parallel };
 }
