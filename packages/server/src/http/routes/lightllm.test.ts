@@ -7,9 +7,13 @@ import { createEngine } from '../../create-engine.js';
 import { buildServer, type Server } from '../app.js';
 
 const internvl = fixture('internvl-tiny');
-const python = spawnSync('python3', ['-c', 'import requests'], { encoding: 'utf8' });
-const noPython =
-  python.status === 0 ? undefined : 'python3 with requests is missing (apt-get install python3-requests)';
+// The first python3 that has requests: the one on PATH, else Debian's (where .ci/run installs it).
+const pythonBin = ['python3', '/usr/bin/python3'].find(
+  (bin) => spawnSync(bin, ['-c', 'import requests'], { encoding: 'utf8' }).status === 0,
+);
+const noPython = pythonBin
+  ? undefined
+  : 'python3 with requests is missing (apt-get install python3-requests)';
 if (noPython) console.warn(`skipping the LightLLM Python client test: ${noPython}`);
 
 describe.skipIf(internvl.missing !== undefined)(fixtureTitle(internvl, 'LightLLM API on InternVL'), () => {
@@ -27,7 +31,7 @@ describe.skipIf(internvl.missing !== undefined)(fixtureTitle(internvl, 'LightLLM
       const script = join(import.meta.dirname, 'testdata', 'lightllm_client.py');
       // Asynchronously: the server answers from this very process.
       const r = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn('python3', [script, url, internvl.dir], { timeout: 120_000 });
+        const child = spawn(pythonBin!, [script, url, internvl.dir], { timeout: 120_000 });
         let stdout = '';
         let stderr = '';
         child.stdout.on('data', (d) => {
