@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Checkpoint, cpuBackend, type VisionRunner, type VisionTowerSpec } from '@switchyard/core';
+import { Checkpoint } from '@switchyard/core';
 import {
   actFn,
   add,
-  checkAgainstReference,
+  checkTower,
   deriveCheckpoint,
   dropFirstRow,
   fixture,
@@ -15,13 +14,16 @@ import {
   linear,
   type Mat,
   map,
+  openTower,
   patchEmbed,
   permute0213,
+  privateGraphCache,
   randomTensor,
   readF32,
   rmsNorm,
   rng,
   selfAttention,
+  type TowerRunner,
   type Weights,
   weightsOf,
   withCls,
@@ -30,33 +32,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type InternVisionSpec, internVisionSpec } from './intern-vit-graph.js';
 import { internVitTower } from './intern-vit-tower.js';
 
-const tmp = mkdtempSync(join(tmpdir(), 'switchyard-vision-'));
-const savedCacheDir = process.env.SWITCHYARD_CACHE_DIR;
-// Graphs are built into a private cache, so a test always runs the builder's current output.
-process.env.SWITCHYARD_CACHE_DIR = join(tmp, 'cache');
-afterAll(() => {
-  if (savedCacheDir === undefined) delete process.env.SWITCHYARD_CACHE_DIR;
-  else process.env.SWITCHYARD_CACHE_DIR = savedCacheDir;
-  rmSync(tmp, { recursive: true, force: true });
-});
+const tmp = privateGraphCache();
 
-/** The InternViT tower of a checkpoint on the CPU backend, with its spec. */
-type InternEncoder = VisionRunner & { spec: InternVisionSpec; tower: VisionTowerSpec };
-async function openIntern(ckpt: Checkpoint): Promise<InternEncoder> {
-  const tower = internVitTower(ckpt);
-  const runner = await cpuBackend.createVisionRunner!(ckpt, tower, { dtype: 'float32' });
-  return Object.assign(runner, { spec: tower.key as InternVisionSpec, tower });
-}
-
-function check(encoder: InternEncoder, w: Weights, pixels: Float32Array, shape: number[]): Promise<number> {
-  return checkAgainstReference(
-    encoder,
-    encoder.tower,
-    (img) => internReference(encoder.spec, w, img),
-    pixels,
-    shape,
-  );
-}
+/** The tower of a checkpoint on the CPU backend, with its spec. */
+type InternEncoder = TowerRunner<InternVisionSpec>;
+const openIntern = (ckpt: Checkpoint): Promise<InternEncoder> => openTower(ckpt, internVitTower(ckpt));
+const check = (encoder: InternEncoder, w: Weights, pixels: Float32Array, shape: number[]) =>
+  checkTower(encoder, (spec, img) => internReference(spec, w, img), pixels, shape);
 
 // An independent float64 reference: plain loops over the checkpoint's weights, following
 // transformers' modules one by one (views and permutes included).

@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Checkpoint, cpuBackend, type VisionRunner, type VisionTowerSpec } from '@switchyard/core';
+import { Checkpoint } from '@switchyard/core';
 import {
   actFn,
   add,
-  checkAgainstReference,
+  checkTower,
   concatCols,
   deriveCheckpoint,
   dropFirstRow,
@@ -17,12 +16,15 @@ import {
   linear,
   type Mat,
   map,
+  openTower,
   patchEmbed,
+  privateGraphCache,
   randomTensor,
   readF32,
   rng,
   selfAttention,
   syntheticPixels,
+  type TowerRunner,
   type Weights,
   weightsOf,
   withCls,
@@ -31,33 +33,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clipTower } from './clip-tower.js';
 import { type ClipVisionSpec, clipVisionSpec } from './clip-vision-graph.js';
 
-const tmp = mkdtempSync(join(tmpdir(), 'switchyard-vision-'));
-const savedCacheDir = process.env.SWITCHYARD_CACHE_DIR;
-// Graphs are built into a private cache, so a test always runs the builder's current output.
-process.env.SWITCHYARD_CACHE_DIR = join(tmp, 'cache');
-afterAll(() => {
-  if (savedCacheDir === undefined) delete process.env.SWITCHYARD_CACHE_DIR;
-  else process.env.SWITCHYARD_CACHE_DIR = savedCacheDir;
-  rmSync(tmp, { recursive: true, force: true });
-});
+const tmp = privateGraphCache();
 
-/** The CLIP tower of a checkpoint on the CPU backend, with its spec. */
-type ClipEncoder = VisionRunner & { spec: ClipVisionSpec; tower: VisionTowerSpec };
-async function openClip(ckpt: Checkpoint): Promise<ClipEncoder> {
-  const tower = clipTower(ckpt);
-  const runner = await cpuBackend.createVisionRunner!(ckpt, tower, { dtype: 'float32' });
-  return Object.assign(runner, { spec: tower.key as ClipVisionSpec, tower });
-}
-
-function check(encoder: ClipEncoder, w: Weights, pixels: Float32Array, shape: number[]): Promise<number> {
-  return checkAgainstReference(
-    encoder,
-    encoder.tower,
-    (img) => clipReference(encoder.spec, w, img),
-    pixels,
-    shape,
-  );
-}
+/** The tower of a checkpoint on the CPU backend, with its spec. */
+type ClipEncoder = TowerRunner<ClipVisionSpec>;
+const openClip = (ckpt: Checkpoint): Promise<ClipEncoder> => openTower(ckpt, clipTower(ckpt));
+const check = (encoder: ClipEncoder, w: Weights, pixels: Float32Array, shape: number[]) =>
+  checkTower(encoder, (spec, img) => clipReference(spec, w, img), pixels, shape);
 
 // An independent float64 reference: plain loops over the checkpoint's weights, following
 // transformers' modules one by one (hidden_states tuples included).

@@ -1,8 +1,11 @@
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, expect } from 'vitest';
+import { cpuBackend } from '../backends/cpu/cpu-backend.js';
 import { Checkpoint } from '../loader/checkpoint.js';
 import { readTensorF32 } from '../loader/safetensors.js';
+import type { VisionTowerSpec } from '../model.js';
 import type { VisionAct, VitSpec } from '../onnx/vit.js';
 import type { VisionRunner } from '../vision-runner.js';
 import { fixture, maxAbsDiff } from './fixtures.js';
@@ -343,4 +346,44 @@ export function fixtureCases(name: string): { file: string; shape: number[] }[] 
     .reference()
     .chat.filter((c) => c.pixel_values_file && c.pixel_values_shape)
     .map((c) => ({ file: join(fx.dir, c.pixel_values_file!), shape: c.pixel_values_shape! }));
+}
+
+/**
+ * For the rest of the test file, graphs are built into a private cache (so a test always runs the
+ * builder's current output) inside a temporary folder, which is returned and removed afterwards.
+ */
+export function privateGraphCache(): string {
+  const tmp = mkdtempSync(join(tmpdir(), 'switchyard-vision-'));
+  const saved = process.env.SWITCHYARD_CACHE_DIR;
+  process.env.SWITCHYARD_CACHE_DIR = join(tmp, 'cache');
+  afterAll(() => {
+    if (saved === undefined) delete process.env.SWITCHYARD_CACHE_DIR;
+    else process.env.SWITCHYARD_CACHE_DIR = saved;
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  return tmp;
+}
+
+/** A tower opened on the CPU backend, with its spec (`tower.key`) at hand for references. */
+export type TowerRunner<S> = VisionRunner & { spec: S; tower: VisionTowerSpec };
+
+export async function openTower<S>(ckpt: Checkpoint, tower: VisionTowerSpec): Promise<TowerRunner<S>> {
+  const runner = await cpuBackend.createVisionRunner!(ckpt, tower, { dtype: 'float32' });
+  return Object.assign(runner, { spec: tower.key as S, tower });
+}
+
+/** `checkAgainstReference` for a runner made by `openTower`. */
+export function checkTower<S>(
+  runner: TowerRunner<S>,
+  imageReference: (spec: S, pixels: Float32Array) => Mat,
+  pixels: Float32Array,
+  shape: number[],
+): Promise<number> {
+  return checkAgainstReference(
+    runner,
+    runner.tower,
+    (img) => imageReference(runner.spec, img),
+    pixels,
+    shape,
+  );
 }
