@@ -67,6 +67,10 @@ describe.skipIf(skip !== undefined)('a fresh clone', () => {
       expect(log).toMatch(/serving .* on http/);
       const health = await fetch(`http://127.0.0.1:${port}/health`);
       expect(health.status).toBe(200);
+      // The playground page, built by the same `npm start`.
+      const page = await fetch(`http://127.0.0.1:${port}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toMatch(/<title>[^<]*Switchyard/i);
     } finally {
       process.kill(-start.pid!, 'SIGTERM');
     }
