@@ -3,5 +3,7 @@
 import { createEngine } from '@switchyard/server/engine';
 
 export function createCudaEngine(options, settings = {}) {
-  return createEngine({ blockSize: 256, ...options, device: 'cuda', settings });
+  // EXECUTOR_THREAD=1: the executor on a worker thread (executorThread).
+  const thread = process.env.EXECUTOR_THREAD === '1' ? { executorThread: {} } : {};
+  return createEngine({ blockSize: 256, ...options, ...thread, device: 'cuda', settings });
 }

@@ -12,6 +12,7 @@ export {
 } from './backends/cuda/install.js';
 export * from './backends/index.js';
 export * from './backends/ort-vision-runner.js';
+export { ThreadedExecutor } from './backends/threaded-executor.js';
 export * from './backends/webgpu/paged-attention.js';
 export * from './backends/webgpu/webgpu-backend.js';
 export {

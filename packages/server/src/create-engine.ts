@@ -37,6 +37,8 @@ export function createEngine(options: EngineOptions & { container?: DependencyCo
     // Images are decoded and preprocessed on worker threads, which register the same built-ins.
     rest.images = { ...rest.images, workers: { model: rest.model, modules: [builtinsModule()] } };
   }
+  if (!container && rest.executorThread && !rest.executorThread.modules?.length)
+    rest.executorThread = { modules: [builtinsModule()] };
   return Engine.create(rest, container ?? registerBuiltins(createContainer()));
 }
 

@@ -54,6 +54,8 @@ ${ENGINE_HELP}`,
   --image-threads N            worker threads that decode and preprocess images
   --headers-timeout S (10)  --request-timeout S (60)  --keep-alive-timeout S   slow clients
   --no-playground              no page at / and no /v1/playground/*
+  --executor-thread            run the model's steps on a worker thread (default with --device cuda;
+                               --no-executor-thread turns it off)
   with no model, serves the embedded vision demo
 ${ENGINE_HELP}`,
   start: `usage: switchyard start [serve options]

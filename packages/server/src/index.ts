@@ -1,4 +1,4 @@
 export { type BenchReport, benchReport, makeWorkload, type Workload, type WorkloadOptions } from './bench.js';
 export { main } from './cli.js';
-export { createEngine, registerBuiltins } from './create-engine.js';
+export { builtinsModule, createEngine, registerBuiltins } from './create-engine.js';
 export * from './frontend/index.js';

@@ -25,6 +25,8 @@ export const SERVE_FLAGS = {
   'no-log-requests': { type: 'boolean' },
   'stats-interval': { type: 'string', default: '10' },
   'no-playground': { type: 'boolean' },
+  'executor-thread': { type: 'boolean' },
+  'no-executor-thread': { type: 'boolean' },
   'max-image-pixels': { type: 'string' },
   'max-image-pixels-in-flight': { type: 'string' },
   'image-threads': { type: 'string' },
@@ -67,12 +69,19 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
   await checkPortFree(values.host, port);
   const container = registerBuiltins(createContainer());
   const threads = optional('image-threads', 1);
+  // The model's steps on a thread of their own: by default on cuda (a long step would hold up
+  // /health and every stream otherwise; decision 0008 measures the cost), on request elsewhere.
+  const executorThread =
+    !values['no-executor-thread'] && (values['executor-thread'] || options.device === 'cuda')
+      ? { modules: [builtinsModule()] }
+      : undefined;
   const stopProgress = showLoadProgress(process.stderr);
   let engine: Awaited<ReturnType<typeof createEngine>>;
   try {
     engine = await createEngine({
       ...options,
       container,
+      executorThread,
       images: {
         maxPixelsPerRequest: optional('max-image-pixels', 1),
         maxPixelsInFlight: optional('max-image-pixels-in-flight', 1),

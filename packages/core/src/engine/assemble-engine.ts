@@ -1,6 +1,7 @@
 import type { DependencyContainer } from 'tsyringe';
+import { ThreadedExecutor } from '../backends/threaded-executor.js';
 import { backendRegistry, kvCacheRegistry, modelRegistry, schedulerRegistry } from '../container.js';
-import type { Backend } from '../contracts/backend.js';
+import type { Backend, ExecutorOptions } from '../contracts/backend.js';
 import { SwitchyardError } from '../errors.js';
 import type { Executor } from '../executor.js';
 import type { KvCacheManager } from '../kv-cache.js';
@@ -54,7 +55,7 @@ export async function assembleEngine(
   const blockSize = options.blockSize ?? backend.defaultBlockSize ?? 16;
   const wantedLen = Math.min(options.maxModelLen ?? d.maxPositionEmbeddings, d.maxPositionEmbeddings);
 
-  const executor = await backend.createExecutor(checkpoint, spec, {
+  const executorOptions: ExecutorOptions = {
     blockSize,
     kvCacheTokens: options.kvCacheTokens,
     memoryUtilization: options.memoryUtilization,
@@ -63,7 +64,23 @@ export async function assembleEngine(
     quantization,
     numThreads: options.numThreads,
     settings: options.settings,
-  });
+  };
+  const modules = options.executorThread?.modules ?? [];
+  if (options.executorThread && modules.length === 0) {
+    throw new SwitchyardError(
+      'executorThread needs the modules that register the model family on the thread (executorThread.modules)',
+      'invalid_request',
+      'executorThread',
+    );
+  }
+  const executor = options.executorThread
+    ? await ThreadedExecutor.create({
+        model: checkpoint.dir,
+        modules,
+        device: backend.name,
+        options: executorOptions,
+      })
+    : await backend.createExecutor(checkpoint, spec, executorOptions);
   try {
     const { numBlocks } = executor.pool;
     if (executor.pool.blockSize !== blockSize) {

@@ -48,6 +48,13 @@ export interface EngineOptions {
    * decode and preprocess images (see `ImageLimits`; by default images are processed on this thread).
    */
   images?: ImageLimits;
+  /**
+   * Run the backend's executor on a worker thread (`ThreadedExecutor`), so that this thread goes on
+   * answering and streaming during long steps. `modules` export `register(container)` or
+   * `registerBuiltins(container)` and add the model's architecture (and a user backend) there;
+   * `createEngine` of @switchyard/server names the built-ins when none are given.
+   */
+  executorThread?: { modules?: string[] };
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }
