@@ -1,6 +1,6 @@
 import { useRef, useState } from 'preact/hooks';
 import {
-  AttachmentList,
+  Composer,
   dropAndPaste,
   ExampleStrip,
   SamplingControls,
@@ -73,44 +73,24 @@ export function Chat({ multimodal }: { multimodal: boolean }) {
           </li>
         ))}
       </ol>
-      <form
-        class="composer"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void send();
-        }}
+      <Composer
+        att={att}
+        multimodal={multimodal}
+        draft={draft}
+        setDraft={setDraft}
+        busy={busy}
+        onSend={() => void send()}
+        onStop={() => controller.current?.abort()}
+        placeholder="Ask about a picture: paste, drop or attach one"
+        sendLabel="Send"
+        enterSends
       >
-        <AttachmentList att={att} multimodal={multimodal} />
-        <div class="row">
-          <textarea
-            name="prompt"
-            rows={2}
-            placeholder="Ask about a picture: paste, drop or attach one"
-            value={draft}
-            onInput={(e) => setDraft(e.currentTarget.value)}
-            onKeyDown={(e) => {
-              if (e.key === 'Enter' && !e.shiftKey) {
-                e.preventDefault();
-                void send();
-              }
-            }}
-          />
-          {busy ? (
-            <button type="button" class="stop" onClick={() => controller.current?.abort()}>
-              Stop
-            </button>
-          ) : (
-            <button type="submit" class="send">
-              Send
-            </button>
-          )}
-        </div>
         <div class="row">
           <button type="button" class="secondary" disabled={busy} onClick={() => setTurns([])}>
             New chat
           </button>
         </div>
-      </form>
+      </Composer>
       <details class="settings">
         <summary>Sampling</summary>
         <SamplingControls value={sampling} onChange={setSampling} id="chat" />

@@ -1,4 +1,4 @@
-import type { JSX } from 'preact';
+import type { ComponentChildren, JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { dataUrl, type Example, getBlob, getJson } from './api';
 import type { Sampling } from './stream-chat';
@@ -198,5 +198,64 @@ export function SamplingControls({
         <span>ignore EOS</span>
       </label>
     </fieldset>
+  );
+}
+
+/**
+ * The message box of the chat modes: attachments, the prompt, Send (Stop while an answer streams),
+ * and any extra rows (`children`). With `enterSends`, Enter sends and Shift+Enter breaks the line.
+ */
+export function Composer(props: {
+  att: Attachments;
+  multimodal: boolean;
+  draft: string;
+  setDraft: (text: string) => void;
+  busy: boolean;
+  onSend: () => void;
+  onStop: () => void;
+  placeholder: string;
+  sendLabel: string;
+  enterSends?: boolean;
+  children?: ComponentChildren;
+}) {
+  return (
+    <form
+      class="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onSend();
+      }}
+    >
+      <AttachmentList att={props.att} multimodal={props.multimodal} />
+      <div class="row">
+        <textarea
+          name="prompt"
+          rows={2}
+          placeholder={props.placeholder}
+          value={props.draft}
+          onInput={(e) => props.setDraft(e.currentTarget.value)}
+          onKeyDown={
+            props.enterSends
+              ? (e) => {
+                  if (e.key === 'Enter' && !e.shiftKey) {
+                    e.preventDefault();
+                    props.onSend();
+                  }
+                }
+              : undefined
+          }
+        />
+        {props.busy ? (
+          <button type="button" class="stop" onClick={props.onStop}>
+            Stop
+          </button>
+        ) : (
+          <button type="submit" class="send">
+            {props.sendLabel}
+          </button>
+        )}
+      </div>
+      {props.children}
+    </form>
   );
 }

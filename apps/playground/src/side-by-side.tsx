@@ -1,6 +1,6 @@
 import { useRef, useState } from 'preact/hooks';
 import {
-  AttachmentList,
+  Composer,
   dropAndPaste,
   ExampleStrip,
   SamplingControls,
@@ -85,33 +85,17 @@ export function SideBySide({ multimodal }: { multimodal: boolean }) {
         }}
         onQuestion={setDraft}
       />
-      <form
-        class="composer"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void send();
-        }}
-      >
-        <AttachmentList att={att} multimodal={multimodal} />
-        <div class="row">
-          <textarea
-            name="prompt"
-            rows={2}
-            placeholder="One prompt, two sampling settings"
-            value={draft}
-            onInput={(e) => setDraft(e.currentTarget.value)}
-          />
-          {busy ? (
-            <button type="button" class="stop" onClick={() => controller.current?.abort()}>
-              Stop
-            </button>
-          ) : (
-            <button type="submit" class="send">
-              Send to both
-            </button>
-          )}
-        </div>
-      </form>
+      <Composer
+        att={att}
+        multimodal={multimodal}
+        draft={draft}
+        setDraft={setDraft}
+        busy={busy}
+        onSend={() => void send()}
+        onStop={() => controller.current?.abort()}
+        placeholder="One prompt, two sampling settings"
+        sendLabel="Send to both"
+      />
       <div class="columns">
         {cols.map((c, i) => (
           <section class="column answer-column" key={i} data-column={i}>
