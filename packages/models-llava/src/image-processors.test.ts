@@ -1,78 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  centerCrop,
-  decodeImage,
-  type ImageProcessorConfig,
-  type ProcessorOutput,
-  type RgbImage,
-  resizeImage,
-  shortestEdgeSize,
-} from '@switchyard/core';
-import { type Fixture, fixture, fixturesRoot, fixtureTitle } from '@switchyard/core/testing';
+import { centerCrop, type RgbImage, resizeImage, shortestEdgeSize } from '@switchyard/core';
+import { fixture, fixturesRoot, fixtureTitle, processorParity } from '@switchyard/core/testing';
 import { describe, expect, it } from 'vitest';
 import { clipProcess } from './clip-processor.js';
 import { llavaNextNumImageTokens, llavaNextProcess, selectBestResolution } from './llava-next-processor.js';
 
 const json = (path: string) => JSON.parse(readFileSync(path, 'utf8'));
 
-/** The image processor's settings: processor_config.json's `image_processor` (5.x) or preprocessor_config.json (4.x). */
-function imageConfig(fx: Fixture): ImageProcessorConfig {
-  const processor = json(join(fx.dir, 'processor_config.json'));
-  return processor.image_processor ?? json(join(fx.dir, 'preprocessor_config.json'));
-}
-
-function diff(a: Float32Array, b: Float32Array): { mean: number; max: number } {
-  let sum = 0;
-  let max = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    sum += d;
-    if (d > max) max = d;
-  }
-  return { mean: sum / a.length, max };
-}
-
-type Process = (
-  img: RgbImage,
-  config: ImageProcessorConfig,
-  opts?: { kernel?: 'pil' | 'torch' },
-) => ProcessorOutput;
-
-const suites: [string, Process][] = [
-  ['llava-tiny', clipProcess],
-  ['llava-next-tiny', llavaNextProcess],
-];
-
-for (const [name, process] of suites) {
-  const fx = fixture(name);
-  describe.skipIf(fx.missing)(fixtureTitle(fx, `${name}: pixel values against transformers`), () => {
-    const cases = fx.missing ? [] : fx.reference().chat.filter((c) => c.pixel_values_file);
-    const config = fx.missing ? {} : imageConfig(fx);
-    const load = (file: string) =>
-      decodeImage(new Uint8Array(readFileSync(join(fx.dir, '..', 'images', file))));
-
-    it.each(cases.map((c, i) => ({ i, c, image: c.images![0] })))(
-      'case $i ($image): same shape, mean |Δ| ≤ 0.05 (bit-exact in practice)',
-      async ({ c }) => {
-        const img = await load(c.images![0]);
-        const out = process(img, config);
-        expect(out.shape).toEqual(c.pixel_values_shape);
-        const want = fx.logits(c.pixel_values_file!);
-        expect(out.pixelValues.length).toBe(want.length);
-        const d = diff(out.pixelValues, want);
-        expect(d.mean).toBeLessThanOrEqual(0.05);
-        // transformers 5.x ran its torchvision backend, whose uint8 arithmetic we reproduce: the
-        // only slack left is one uint8 level from a JPEG decoder (1/255/std ≈ 0.0175).
-        expect(d.max).toBeLessThanOrEqual(c.images![0].endsWith('.png') ? 0 : 0.018);
-        if (c.image_sizes) expect(out.imageSize).toEqual(c.image_sizes[0]);
-        // Pillow's arithmetic (the *Pil processors) differs by a level on a few pixels only.
-        const pil = diff(process(img, config, { kernel: 'pil' }).pixelValues, want);
-        expect(pil.mean).toBeLessThanOrEqual(0.05);
-      },
-    );
-  });
-}
+processorParity('llava-tiny', clipProcess);
+processorParity('llava-next-tiny', llavaNextProcess);
 
 const next = fixture('llava-next-tiny');
 describe.skipIf(next.missing)(fixtureTitle(next, 'llava-next-tiny: image tokens per image'), () => {
