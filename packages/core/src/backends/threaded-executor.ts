@@ -10,6 +10,15 @@ function workerUrl(): URL {
   return new URL('./executor-worker.js', here);
 }
 
+/** What the thread says once its executor is built. */
+interface Ready {
+  device: string;
+  vocabSize: number;
+  kvBytesPerToken: number;
+  pool: KvPoolShape;
+  greedy: boolean;
+}
+
 type Reply = {
   id: number;
   out?: Float32Array | Int32Array;
