@@ -50,6 +50,15 @@ describe('the backend registry', () => {
     },
   );
 
+  it.skipIf(fx.missing)(fixtureTitle(fx, 'cpu refuses settings instead of dropping them'), async () => {
+    const ckpt = Checkpoint.open(fx.dir);
+    const model = { architecture: ckpt.architecture, decoder: llamaFamilyDecoder(ckpt.textConfig) };
+    const options = { blockSize: 16, maxModelLen: 64, quantization: 'none' as const, dtype: 'float32' };
+    await expect(
+      cpuBackend.createExecutor(ckpt, model, { ...options, settings: { cudaLibDir: '/x' } }),
+    ).rejects.toThrow('the cpu backend takes no settings; got cudaLibDir (settings are for webgpu and cuda)');
+  });
+
   it.skipIf(fx.missing)(fixtureTitle(fx, 'an unknown webgpu setting names the known ones'), async () => {
     const ckpt = Checkpoint.open(fx.dir);
     const model = { architecture: ckpt.architecture, decoder: llamaFamilyDecoder(ckpt.textConfig) };

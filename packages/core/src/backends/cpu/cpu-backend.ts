@@ -34,6 +34,14 @@ export function createCpuBackend({ name = 'cpu', sessionOptions }: CpuBackendOpt
           'memoryUtilization',
         );
       }
+      const unknown = Object.keys(options.settings ?? {});
+      if (unknown.length > 0) {
+        throw new SwitchyardError(
+          `the ${name} backend takes no settings; got ${unknown.join(', ')} (settings are for webgpu and cuda)`,
+          'invalid_request',
+          'settings',
+        );
+      }
       const kvBytesPerToken = 2 * d.numLayers * d.numKvHeads * d.headDim * 4;
       const tokens = kvPoolTokens(name, options, kvBytesPerToken, CPU_KV_BUDGET);
       const numBlocks = Math.max(1, Math.floor(tokens / options.blockSize));
