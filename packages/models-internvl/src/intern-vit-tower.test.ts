@@ -4,6 +4,7 @@ import { Checkpoint } from '@switchyard/core';
 import {
   actFn,
   add,
+  checkCapiTower,
   checkTower,
   deriveCheckpoint,
   dropFirstRow,
@@ -15,6 +16,7 @@ import {
   type Mat,
   map,
   openTower,
+  ortNodeLibrary,
   patchEmbed,
   permute0213,
   privateGraphCache,
@@ -152,6 +154,11 @@ describe.skipIf(internFx.missing)(fixtureTitle(internFx, 'internvl-tiny: InternV
     async ({ file, shape }) => {
       await check(encoder, w, readF32(file), shape);
     },
+  );
+
+  it.skipIf(!ortNodeLibrary())(
+    'gives the same features, batched, in the C API session the cuda backend runs it in (ORT CPU provider)',
+    () => checkCapiTower(encoder, ckpt, internVitTower(ckpt), fixtureCases('internvl-tiny')),
   );
 
   it('RMSNorm, qk norm, q/k/v biases, final layernorm and an earlier feature layer', async () => {

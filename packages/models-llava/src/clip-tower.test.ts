@@ -4,6 +4,7 @@ import { Checkpoint } from '@switchyard/core';
 import {
   actFn,
   add,
+  checkCapiTower,
   checkTower,
   concatCols,
   deriveCheckpoint,
@@ -17,6 +18,7 @@ import {
   type Mat,
   map,
   openTower,
+  ortNodeLibrary,
   patchEmbed,
   privateGraphCache,
   randomTensor,
@@ -122,6 +124,11 @@ for (const name of ['llava-tiny', 'llava-next-tiny']) {
     it.each(fixtureCases(name))('matches the float64 reference on $file', async ({ file, shape }) => {
       await check(encoder, w, readF32(file), shape);
     });
+
+    it.skipIf(!ortNodeLibrary())(
+      'gives the same features, batched, in the C API session the cuda backend runs it in (ORT CPU provider)',
+      () => checkCapiTower(encoder, ckpt, clipTower(ckpt), fixtureCases(name)),
+    );
 
     it('rejects pixel values of the wrong size', async () => {
       await expect(encoder.encode(new Float32Array(3 * 16 * 16), [1, 3, 16, 16])).rejects.toThrow(

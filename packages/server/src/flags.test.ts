@@ -86,9 +86,10 @@ describe('launch flags in vLLM, SGLang and LightLLM spellings', () => {
     expect(() => normalizeArgs(['--trust_remote_code'], ENGINE_FLAGS)).toThrow(
       /--trust_remote_code is not supported: no remote code/,
     );
-    expect(() => engineOptions(parseFlags(['m', '--dtype', 'bfloat16'], ENGINE_FLAGS))).toThrow(
-      /--dtype bfloat16 is not supported; use auto, float32 \(cpu\) or float16 \(webgpu, cuda\)/,
+    expect(() => engineOptions(parseFlags(['m', '--dtype', 'int8'], ENGINE_FLAGS))).toThrow(
+      /--dtype int8 is not supported; use auto, float32 \(cpu\), float16 \(webgpu, cuda\) or bfloat16 \(cuda\)/,
     );
+    expect(engineOptions(parseFlags(['m', '--dtype', 'bf16'], ENGINE_FLAGS)).dtype).toBe('bfloat16');
     expect(() => parseFlags(['a', 'b'], ENGINE_FLAGS)).toThrow(/one model folder at most/);
     expect(() => parseFlags(['a', '--model', 'b'], ENGINE_FLAGS)).toThrow(/the model is given twice/);
     expect(() => engineOptions(parseFlags(['m', '--chat-template', 'nope'], ENGINE_FLAGS))).toThrow(

@@ -87,6 +87,8 @@ const DTYPES: Record<string, EngineOptions['dtype'] | 'auto'> = {
   float16: 'float16',
   half: 'float16',
   fp16: 'float16',
+  bfloat16: 'bfloat16',
+  bf16: 'bfloat16',
 };
 
 /**
@@ -156,7 +158,7 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     const d = DTYPES[String(values.dtype)];
     if (!d)
       throw new SwitchyardError(
-        `--dtype ${values.dtype} is not supported; use auto, float32 (cpu) or float16 (webgpu, cuda)`,
+        `--dtype ${values.dtype} is not supported; use auto, float32 (cpu), float16 (webgpu, cuda) or bfloat16 (cuda)`,
       );
     dtype = d === 'auto' ? undefined : d;
   }

@@ -6,7 +6,7 @@ export const ENGINE_HELP = `engine options (generate, bench, serve); the model m
   --scheduler fcfs|continuous  (default continuous)
   --attention paged|radix      KV cache manager (default paged)
   --device cpu|webgpu|cuda     (default cpu; cuda needs \`switchyard setup cuda\` once)
-  --dtype auto|float32|float16 (auto: float32 on cpu, float16 on webgpu and cuda; half, float accepted)
+  --dtype auto|float32|float16|bfloat16 (auto: float32 on cpu, float16 on webgpu and cuda; bfloat16 on cuda; half, float, bf16 accepted)
   --quantization int4          webgpu and cuda
   --cuda-lib-dir DIR           cuda: where libcudart/cublas 13 and cuDNN 9 are, if not found
   --policy fcfs|lpm|priority   queue policy (default fcfs; also --schedule-policy)

@@ -1,14 +1,10 @@
 import * as ort from 'onnxruntime-node';
-import { SwitchyardError } from '../errors.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import type { VisionTowerSpec } from '../model.js';
-import { cachedGraph } from '../onnx/graph-cache.js';
 import { VisionIO } from '../onnx/vit.js';
 import type { VisionRunner } from '../vision-runner.js';
 import { openSession } from './ort-session.js';
-
-/** Bump when the vision graphs change, so cached ones are rebuilt. */
-const VISION_GRAPH_VERSION = 1;
+import { towerBatchSize, visionGraph } from './vision-input.js';
 
 /**
  * Runs a model family's vision tower (fp32) in an ONNX Runtime session: preprocessed pixel values
@@ -27,8 +23,7 @@ export class OrtVisionRunner implements VisionRunner {
     provider: string,
     options: ort.InferenceSession.SessionOptions,
   ): Promise<OrtVisionRunner> {
-    const key = { spec: tower.key, ep: 'cpu', v: VISION_GRAPH_VERSION };
-    const graph = cachedGraph(ckpt, `vision-${tower.name}`, key, (g, w) => tower.build(g, w));
+    const graph = visionGraph(ckpt, tower);
     return new OrtVisionRunner(await openSession(graph, 'vision', provider, options), tower);
   }
 
@@ -39,20 +34,7 @@ export class OrtVisionRunner implements VisionRunner {
   async encode(pixels: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }> {
     const { numChannels, tokensPerImage, hiddenSize } = this.tower;
     const [h, w] = this.tower.imageSize;
-    const tail = shape.slice(-3);
-    if (shape.length < 4 || tail[0] !== numChannels || tail[1] !== h || tail[2] !== w) {
-      throw new SwitchyardError(
-        `pixel values of shape [${shape.join(', ')}] do not fit the vision tower, which takes [N, ${numChannels}, ${h}, ${w}]`,
-        'invalid_request',
-      );
-    }
-    const n = shape.slice(0, -3).reduce((a, b) => a * b, 1);
-    if (pixels.length !== n * numChannels * h * w) {
-      throw new SwitchyardError(
-        `pixel values hold ${pixels.length} numbers but shape [${shape.join(', ')}] needs ${n * numChannels * h * w}`,
-        'invalid_request',
-      );
-    }
+    const n = towerBatchSize(this.tower, pixels, shape);
     const outShape = [n, tokensPerImage, hiddenSize];
     if (n === 0) return { data: new Float32Array(0), shape: outShape };
     const input = new ort.Tensor('float32', pixels, [n, numChannels, h, w]);

@@ -39,12 +39,13 @@ export interface Backend {
   createExecutor(checkpoint: Checkpoint, model: ModelSpec, options: ExecutorOptions): Promise<Executor>;
   /**
    * Runs a model's vision tower (VLMs); absent = the backend cannot run towers. `dtype` is the
-   * decoder's; a backend may run towers in another (cpu and webgpu run them in fp32).
+   * decoder's; a backend may run towers in another (cpu, webgpu and cuda run them in fp32).
+   * `settings` are the executor's, already checked by `createExecutor`.
    */
   createVisionRunner?(
     checkpoint: Checkpoint,
     tower: VisionTowerSpec,
-    options: { dtype: string },
+    options: { dtype: string; settings?: Record<string, unknown> },
   ): Promise<VisionRunner>;
 }
 

@@ -99,7 +99,7 @@ export async function assembleEngine(
         'maxNumBatchedTokens',
       );
     }
-    const vision = await visionRunner(backend, checkpoint, spec, dtype);
+    const vision = await visionRunner(backend, checkpoint, spec, { dtype, settings: options.settings });
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
     const scheduler = makeScheduler(
       {
@@ -166,7 +166,7 @@ async function visionRunner(
   backend: Backend,
   checkpoint: Checkpoint,
   spec: ModelSpec,
-  dtype: string,
+  options: { dtype: string; settings?: Record<string, unknown> },
 ): Promise<VisionRunner | undefined> {
   if (!spec.multimodal) return undefined;
   if (!backend.createVisionRunner) {
@@ -176,5 +176,5 @@ async function visionRunner(
       'device',
     );
   }
-  return backend.createVisionRunner(checkpoint, spec.multimodal.tower, { dtype });
+  return backend.createVisionRunner(checkpoint, spec.multimodal.tower, options);
 }

@@ -234,3 +234,23 @@ export function float32ToFloat16(src: Float32Array): Uint16Array {
   }
   return out;
 }
+
+/** float32 → bfloat16 bits, rounding to nearest even (NaN stays NaN), as torch's `.to(bfloat16)`. */
+export function float32ToBfloat16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i];
+    if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) {
+      out[i] = (x >>> 16) | 0x40;
+      continue;
+    }
+    out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** Float32 values as the device dtype's bits: float16 or bfloat16 (for uploads and graph tables). */
+export function float32ToHalf(src: Float32Array, dtype: 'float16' | 'bfloat16'): Uint16Array {
+  return dtype === 'bfloat16' ? float32ToBfloat16(src) : float32ToFloat16(src);
+}

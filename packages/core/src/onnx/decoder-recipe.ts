@@ -26,7 +26,7 @@ export const DecoderIO = {
 export interface AttentionContext {
   g: GraphBuilder;
   spec: DecoderSpec;
-  /** The graph's activation type (DataType.FLOAT or FLOAT16). */
+  /** The graph's activation type (DataType.FLOAT, FLOAT16 or BFLOAT16). */
   dataType: DataTypeCode;
   /** RoPE inverse frequencies of the spec (transformers' float32 values, scaling applied). */
   invFreq: Float32Array;
@@ -46,8 +46,8 @@ export type AttentionOp = (ctx: AttentionContext) => AttentionLayer;
 export interface DecoderRecipeOptions {
   /** The backend's attention. */
   attention: AttentionOp;
-  /** Weights and activations: 'float32' or 'float16' (logits are fp32 either way). */
-  dtype: 'float32' | 'float16';
+  /** Weights and activations: 'float32', 'float16' or 'bfloat16' (logits are fp32 either way). */
+  dtype: 'float32' | 'float16' | 'bfloat16';
   /**
    * How linear layers run: 'gemm' (Gemm with transB on the weights in place, bias inside),
    * 'matmul' (MatMul on the transposed weights, folded by ORT at load), 'int4' (MatMulNBits on
@@ -82,7 +82,9 @@ export function buildDecoder(
 ): void {
   const { numHeads: H, numKvHeads: Hkv, headDim: D, vocabSize, hiddenSize } = spec;
   const p = spec.weightPrefix;
-  const dataType = options.dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
+  const dataType = { float32: DataType.FLOAT, float16: DataType.FLOAT16, bfloat16: DataType.BFLOAT16 }[
+    options.dtype
+  ];
   const inputIds = g.input(DecoderIO.inputIds, DataType.INT32, ['T']);
   const sampleIndex = g.input(DecoderIO.sampleIndex, DataType.INT32, ['S']);
   const attend = options.attention({ g, spec, dataType, invFreq: ropeInvFreq(spec.rope, D) });

@@ -1,4 +1,4 @@
-import { float32ToFloat16 } from '../loader/safetensors.js';
+import { float32ToHalf } from '../loader/safetensors.js';
 import {
   type AttrValue,
   DataType,
@@ -91,10 +91,18 @@ export class GraphBuilder {
     return this.constant(DataType.INT32, values, dims, () => new Uint8Array(Int32Array.from(values).buffer));
   }
 
-  /** An fp16 initializer (not shared by value: these are tables, not small constants). */
-  float16(values: Float32Array, dims: number[], name: string): string {
-    const half = float32ToFloat16(values);
-    this.initializers.push({ name, dataType: DataType.FLOAT16, dims, raw: new Uint8Array(half.buffer) });
+  /**
+   * An fp16 (or, with `dataType` BFLOAT16, bf16) initializer (not shared by value: these are
+   * tables, not small constants).
+   */
+  float16(
+    values: Float32Array,
+    dims: number[],
+    name: string,
+    dataType: DataTypeCode = DataType.FLOAT16,
+  ): string {
+    const half = float32ToHalf(values, dataType === DataType.BFLOAT16 ? 'bfloat16' : 'float16');
+    this.initializers.push({ name, dataType, dims, raw: new Uint8Array(half.buffer) });
     return name;
   }
 

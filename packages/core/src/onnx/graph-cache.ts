@@ -14,7 +14,12 @@ import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import type { Checkpoint } from '../loader/checkpoint.js';
 import { reportLoadProgress } from '../loader/progress.js';
-import { float32ToFloat16, readTensorF32, type TensorEntry } from '../loader/safetensors.js';
+import {
+  float32ToBfloat16,
+  float32ToFloat16,
+  readTensorF32,
+  type TensorEntry,
+} from '../loader/safetensors.js';
 import { GraphBuilder } from './graph-builder.js';
 import { DataType, type DataTypeCode, encodeModel, type TensorDef } from './proto.js';
 import type { DerivedWeights, WeightRef } from './weights.js';
@@ -39,9 +44,9 @@ export interface CachedGraph {
 
 export type { DerivedWeights } from './weights.js';
 
-export type WeightDtype = 'float32' | 'float16';
+export type WeightDtype = 'float32' | 'float16' | 'bfloat16';
 
-const SAFETENSORS_DTYPE: Record<WeightDtype, string> = { float32: 'F32', float16: 'F16' };
+const SAFETENSORS_DTYPE: Record<WeightDtype, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
 
 /**
  * Returns a graph built from a checkpoint's weights, building it on a cache miss. `key` holds
@@ -127,7 +132,11 @@ export function cachedGraph(
   return result;
 }
 
-const ONNX_DTYPE = { float32: DataType.FLOAT, float16: DataType.FLOAT16 } as const;
+const ONNX_DTYPE = {
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
+} as const;
 
 function inCheckpoint(entry: TensorEntry, dir: string, dtype: WeightDtype): TensorDef {
   return {
@@ -150,7 +159,12 @@ class ConvertedWeights {
 
   add(entry: TensorEntry): TensorDef {
     const f32 = readTensorF32(entry);
-    const data = this.dtype === 'float16' ? float32ToFloat16(f32) : f32;
+    const data =
+      this.dtype === 'float16'
+        ? float32ToFloat16(f32)
+        : this.dtype === 'bfloat16'
+          ? float32ToBfloat16(f32)
+          : f32;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     return this.addBytes({ name: entry.name, dataType: ONNX_DTYPE[this.dtype], dims: entry.shape }, bytes);
   }

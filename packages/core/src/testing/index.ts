@@ -1,3 +1,4 @@
+export * from './capi-tower.js';
 export * from './fixtures.js';
 export * from './kv-conformance.js';
 export * from './processor-parity.js';

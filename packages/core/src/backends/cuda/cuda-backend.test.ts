@@ -8,9 +8,9 @@ import { cudaBackend } from './cuda-backend.js';
 import { kvTokensForMemory } from './cuda-executor.js';
 
 describe('cudaBackend', () => {
-  it('declares fp16 with int4 and fails a missing install with the fix command', async () => {
+  it('declares fp16 and bf16 with int4 and fails a missing install with the fix command', async () => {
     expect(cudaBackend.name).toBe('cuda');
-    expect(cudaBackend.dtypes).toEqual(['float16']);
+    expect(cudaBackend.dtypes).toEqual(['float16', 'bfloat16']);
     expect(cudaBackend.quantizations).toEqual(['none', 'int4']);
     const empty = mkdtempSync(join(tmpdir(), 'no-ort-'));
     const saved = process.env.SWITCHYARD_ORT_CUDA_DIR;
@@ -40,6 +40,17 @@ describe('cudaBackend', () => {
         quantization: 'none',
       }),
     ).rejects.toThrow(/dtype 'float32' is not supported on the cuda device; use float16/);
+  });
+
+  it('refuses int4 weights with bf16 activations, saying what to use', async () => {
+    await expect(
+      cudaBackend.createExecutor({} as Checkpoint, { decoder: { headDim: 64 } } as ModelSpec, {
+        blockSize: 256,
+        maxModelLen: 1024,
+        dtype: 'bfloat16',
+        quantization: 'int4',
+      }),
+    ).rejects.toThrow(/int4 weights run with float16 activations on cuda; use --dtype float16/);
   });
 
   it('sizes the KV pool like vLLM: in-use memory plus the pool within utilization × total', () => {

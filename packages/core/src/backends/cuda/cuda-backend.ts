@@ -1,8 +1,7 @@
 import type { Backend } from '../../contracts/backend.js';
 import { SwitchyardError } from '../../errors.js';
-import { cpuBackend } from '../cpu/cpu-backend.js';
 import { checkPagedAttention } from '../webgpu/paged-attention.js';
-import type { CudaSettings } from './cuda-executor.js';
+import type { CudaDtype, CudaSettings } from './cuda-executor.js';
 
 /**
  * Block size the cuda backend runs best at: PagedAttention takes a slow path below 128 (ORT 1.29),
@@ -38,13 +37,13 @@ function cudaSettings(settings: Record<string, unknown> = {}): CudaSettings {
 }
 
 /**
- * ONNX Runtime's CUDA provider through the C API: the fp16 decoder with PagedAttention over KV
- * pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights. Vision
- * towers run on the CPU backend (their embeddings go to the decoder on the device).
+ * ONNX Runtime's CUDA provider through the C API: the fp16 (or bf16) decoder with PagedAttention
+ * over KV pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights;
+ * vision towers (fp32) in a session of their own on the same provider.
  */
 export const cudaBackend: Backend = {
   name: 'cuda',
-  dtypes: ['float16'],
+  dtypes: ['float16', 'bfloat16'],
   quantizations: ['none', 'int4'],
   defaultBlockSize: CUDA_DEFAULT_BLOCK_SIZE,
   async createExecutor(checkpoint, model, options) {
@@ -65,6 +64,7 @@ export const cudaBackend: Backend = {
     const { CudaExecutor } = await import('./cuda-executor.js');
     return CudaExecutor.create(checkpoint, model.decoder, {
       blockSize: options.blockSize,
+      dtype: options.dtype as CudaDtype,
       kvCacheTokens: options.kvCacheTokens,
       memoryUtilization: options.memoryUtilization,
       maxModelLen: options.maxModelLen,
@@ -72,7 +72,25 @@ export const cudaBackend: Backend = {
       settings: cudaSettings(options.settings),
     });
   },
-  createVisionRunner(checkpoint, tower) {
-    return cpuBackend.createVisionRunner!(checkpoint, tower, { dtype: 'float32' });
+  async createVisionRunner(checkpoint, tower, options) {
+    const settings = cudaSettings(options.settings);
+    const [{ openCudaProvider }, { CapiVisionRunner }] = await Promise.all([
+      import('./cuda-provider.js'),
+      import('./capi-vision-runner.js'),
+    ]);
+    const provider = openCudaProvider({ cudaLibDir: settings.cudaLibDir, logLevel: settings.logLevel });
+    try {
+      return CapiVisionRunner.open(provider.ort, checkpoint, tower, {
+        appendProvider: (so) =>
+          provider.ort.appendProvider(so, provider.device, { arena_extend_strategy: 'kSameAsRequested' }),
+        onDispose: provider.close,
+      });
+    } catch (e) {
+      provider.close();
+      throw new SwitchyardError(
+        `the cuda execution provider could not load the ${tower.name} vision tower: ${(e as Error).message}`,
+        'model_load',
+      );
+    }
   },
 };

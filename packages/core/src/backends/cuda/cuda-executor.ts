@@ -1,18 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import koffi from 'koffi';
 import { SwitchyardError } from '../../errors.js';
 import type { Executor, KvPoolShape, StepSequence } from '../../executor.js';
 import type { Checkpoint } from '../../loader/checkpoint.js';
-import { float32ToFloat16 } from '../../loader/safetensors.js';
+import { float32ToHalf } from '../../loader/safetensors.js';
 import type { DecoderSpec } from '../../model.js';
-import { buildDecoder, DecoderIO } from '../../onnx/decoder-recipe.js';
+import { buildDecoder, DecoderIO, type DecoderRecipeOptions } from '../../onnx/decoder-recipe.js';
 import { cachedGraph } from '../../onnx/graph-cache.js';
+import type { DerivedWeights } from '../../onnx/weights.js';
 import { gatherImageRows } from '../image-rows.js';
 import { PagedAttentionIO, pagedAttention } from '../webgpu/paged-attention.js';
-import { CudaRuntime } from './cuda-runtime.js';
-import { type CudaLibraries, locateCudaLibraries } from './install.js';
-import { OrtRuntime, type Ptr } from './ort-capi.js';
+import { openCudaProvider } from './cuda-provider.js';
+import type { CudaRuntime } from './cuda-runtime.js';
+import type { CudaLibraries } from './install.js';
+import type { OrtRuntime, Ptr } from './ort-capi.js';
 import { type PackedLayout, packDecodeBucket, packedLayout, packStep, stepShape } from './step-inputs.js';
 
 /** The decoder's inputs and outputs: the recipe's, plus paged attention's (shared with webgpu). */
@@ -65,6 +66,8 @@ interface GraphBucket {
 
 export interface CudaExecutorOptions {
   blockSize: number;
+  /** Weights, activations and KV caches (default float16); bf16 checkpoints run bf16 in place. */
+  dtype?: CudaDtype;
   /** Tokens the KV pools hold; undefined = memoryUtilization × free device memory after weights. */
   kvCacheTokens?: number;
   /** Fraction of the free device memory after the weights given to the KV pools (default 0.9). */
@@ -76,24 +79,36 @@ export interface CudaExecutorOptions {
   libraries?: CudaLibraries;
 }
 
-/** Libraries preloaded by full path, so the provider's dependencies resolve by soname. */
-const preloaded = new Set<string>();
-function preload(paths: readonly string[]): void {
-  let pending = paths.filter((p) => !preloaded.has(p));
-  // cuDNN's parts depend on each other: retry until a pass loads nothing new.
-  for (let pass = 0; pending.length > 0 && pass < 4; pass++) {
-    const failed: string[] = [];
-    for (const p of pending) {
-      try {
-        koffi.load(p);
-        preloaded.add(p);
-      } catch {
-        failed.push(p);
-      }
-    }
-    if (failed.length === pending.length) break;
-    pending = failed;
-  }
+/** The half types the cuda decoder runs in. */
+export type CudaDtype = 'float16' | 'bfloat16';
+type CudaLinear = 'int4' | 'matmul' | 'gemm';
+
+/** How the cuda executor builds its decoder graph (the graph cache's key). */
+export interface CudaRecipeOptions {
+  dtype: CudaDtype;
+  maxPositions: number;
+  attentionMetadata: boolean;
+  linear: CudaLinear;
+  fuseProjections: boolean;
+  fuseNorms: boolean;
+  argmaxChunks: number;
+}
+
+/** The decoder recipe on cuda: PagedAttention, argmax on the device, the dtype's half type throughout. */
+export function cudaRecipe(options: CudaRecipeOptions, derived?: DerivedWeights): DecoderRecipeOptions {
+  return {
+    attention: pagedAttention({
+      maxPositions: options.maxPositions,
+      attentionMetadata: options.attentionMetadata,
+    }),
+    dtype: options.dtype,
+    linear: options.linear,
+    fuseProjections: options.fuseProjections,
+    fuseNorms: options.fuseNorms,
+    argmax: true,
+    argmaxChunks: options.argmaxChunks,
+    derived,
+  };
 }
 
 /**
@@ -203,11 +218,12 @@ export class CudaExecutor implements Executor {
     const spec = this.spec;
     const blocks = this.pool.numBlocks + 1;
     const shape = [blocks, this.pool.blockSize, spec.numKvHeads, spec.headDim];
+    const dtype = this.options.dtype ?? 'float16';
     const cacheBytes = blocks * this.pool.blockSize * spec.numKvHeads * spec.headDim * 2;
     for (let i = 0; i < spec.numLayers; i++) {
       for (const [j, name] of [PagedDecoderIO.keyCache(i), PagedDecoderIO.valueCache(i)].entries()) {
         const at = this.poolAddress + BigInt((2 * i + j) * cacheBytes);
-        const value = this.ort.tensorAt(this.memInfo, at, 'float16', shape);
+        const value = this.ort.tensorAt(this.memInfo, at, dtype, shape);
         this.ort.bindInput(binding, name, value);
         this.ort.release(value);
       }
@@ -224,46 +240,38 @@ export class CudaExecutor implements Executor {
     options: CudaExecutorOptions,
   ): Promise<CudaExecutor> {
     const settings = options.settings ?? {};
-    const libs = options.libraries ?? locateCudaLibraries({ cudaLibDir: settings.cudaLibDir });
-    preload(libs.cudaLibs);
-    const graphOptions = {
+    const dtype = options.dtype ?? 'float16';
+    if (dtype === 'bfloat16' && options.quantization === 'int4') {
+      throw new SwitchyardError(
+        'int4 weights run with float16 activations on cuda; use --dtype float16 with --quantization int4',
+        'invalid_request',
+        'quantization',
+      );
+    }
+    const recipe = {
+      dtype,
       maxPositions: options.maxModelLen,
       attentionMetadata: settings.attentionMetadata ?? true,
-      linear: (options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul')) as
-        | 'int4'
-        | 'matmul'
-        | 'gemm',
+      linear: (options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul')) as CudaLinear,
       fuseProjections: settings.fuseProjections ?? true,
       fuseNorms: settings.fuseNorms ?? true,
       argmaxChunks: settings.argmaxChunks ?? 128,
     };
-    const graph = cachedGraph(
-      ckpt,
-      'decoder-paged',
-      { spec, ep: 'cuda', ...graphOptions },
-      (g, w, derived) =>
-        buildDecoder(g, spec, w, {
-          attention: pagedAttention({
-            maxPositions: graphOptions.maxPositions,
-            attentionMetadata: graphOptions.attentionMetadata,
-          }),
-          dtype: 'float16',
-          linear: graphOptions.linear,
-          fuseProjections: graphOptions.fuseProjections,
-          fuseNorms: graphOptions.fuseNorms,
-          argmax: true,
-          argmaxChunks: graphOptions.argmaxChunks,
-          derived,
-        }),
-      'float16',
-      { convertAll: graphOptions.linear === 'int4' },
-    );
-    const ort = new OrtRuntime(libs.ortCore, { logLevel: settings.logLevel ?? 3 });
-    const cuda = new CudaRuntime(libs.cudart);
+    const provider = openCudaProvider({
+      cudaLibDir: settings.cudaLibDir,
+      logLevel: settings.logLevel,
+      libraries: options.libraries,
+    });
+    const { ort, cuda, device } = provider;
     try {
-      ort.registerProviderLibrary('CUDA', libs.ortProvider);
-      const device = ort.epDevices().find((d) => d.epName === 'CUDAExecutionProvider');
-      if (!device) throw new Error('the CUDA provider found no GPU (is the NVIDIA driver loaded?)');
+      const graph = cachedGraph(
+        ckpt,
+        'decoder-paged',
+        { spec, ep: 'cuda', ...recipe },
+        (g, w, derived) => buildDecoder(g, spec, w, cudaRecipe(recipe, derived)),
+        dtype,
+        { convertAll: recipe.linear === 'int4' },
+      );
       const model = new Uint8Array(readFileSync(graph.path));
       const folder = graph.externalDataFolder ?? dirname(graph.path);
       const open = (cudaGraph: boolean): Ptr => {
@@ -274,7 +282,7 @@ export class CudaExecutor implements Executor {
         });
         try {
           // Grow the device arena by what is asked, not in powers of two: the KV pools take the rest.
-          ort.appendProvider(so, device.handle, {
+          ort.appendProvider(so, device, {
             arena_extend_strategy: 'kSameAsRequested',
             ...(cudaGraph ? { enable_cuda_graph: '1' } : {}),
           });
@@ -311,10 +319,9 @@ export class CudaExecutor implements Executor {
       const poolBytes = (numBlocks + 1) * options.blockSize * kvBytesPerToken;
       const pool = cuda.malloc(poolBytes);
       cuda.memset(pool, 0, poolBytes);
-      return new CudaExecutor(ort, cuda, session, device.handle, spec, numBlocks, options, pool, graphs);
+      return new CudaExecutor(ort, cuda, session, device, spec, numBlocks, options, pool, graphs);
     } catch (e) {
-      ort.close();
-      cuda.freeAll();
+      provider.close();
       if (e instanceof SwitchyardError) throw e;
       throw new SwitchyardError(
         `the cuda execution provider could not load the model: ${(e as Error).message}`,
@@ -516,7 +523,8 @@ export class CudaExecutor implements Executor {
   private bindImages(batch: readonly StepSequence[], T: number): void {
     const hidden = this.spec.hiddenSize;
     const { data, numRows, embedIndex } = gatherImageRows(batch, hidden, T);
-    const half = float32ToFloat16(data);
+    const dtype = this.options.dtype ?? 'float16';
+    const half = float32ToHalf(data, dtype);
     const indexOffset = Math.ceil(half.byteLength / 256) * 256;
     const base = this.ensure(this.embedsBuf, indexOffset + T * 4);
     const indexAt = base + BigInt(indexOffset);
@@ -524,7 +532,7 @@ export class CudaExecutor implements Executor {
     this.cuda.upload(indexAt, embedIndex);
     // Pageable sources: make sure the DMA landed before the provider's stream reads it.
     this.cuda.synchronize();
-    const embeds = this.ort.tensorAt(this.memInfo, base, 'float16', [numRows, hidden]);
+    const embeds = this.ort.tensorAt(this.memInfo, base, dtype, [numRows, hidden]);
     const index = this.ort.tensorAt(this.memInfo, indexAt, 'int32', [T]);
     this.ort.bindInput(this.binding, DecoderIO.imageEmbeds, embeds);
     this.ort.bindInput(this.binding, DecoderIO.embedIndex, index);

@@ -1,19 +1,17 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../onnx/graph-builder.js';
 import { DataType, encodeModel } from '../../onnx/proto.js';
+import { ortNodeLibrary } from '../../testing/capi-tower.js';
 import { HostBuffer, OrtError, OrtRuntime } from './ort-capi.js';
 
 /**
  * The binding runs the CPU provider of onnxruntime-node's own core (ORT 1.30 serves API 29), so
  * resource handling and the IO-binding path are checked in CI without any CUDA package.
  */
-const require = createRequire(import.meta.url);
-const ortNodeDir = dirname(require.resolve('onnxruntime-node/package.json'));
-const LIB = join(ortNodeDir, 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime.so.1');
+const LIB = ortNodeLibrary() as string;
 
 /** y = a + b * 2, and its row argmax (int64). */
 function tinyModel(): Uint8Array {

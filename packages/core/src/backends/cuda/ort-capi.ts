@@ -204,9 +204,13 @@ export class OrtRuntime {
     return so;
   }
 
-  /** Registers a plugin execution-provider library (e.g. libonnxruntime_providers_cuda.so). */
-  registerProviderLibrary(name: string, path: string): void {
+  /**
+   * Registers a plugin execution-provider library (e.g. libonnxruntime_providers_cuda.so). With
+   * `keep`, `close()` leaves it registered (ORT's env is process-wide: other runtimes may use it).
+   */
+  registerProviderLibrary(name: string, path: string, { keep = false } = {}): void {
     this.check(this.api.RegisterExecutionProviderLibrary(this.env, name, path));
+    if (keep) return;
     this.resources.set(`ep-library:${name}`, () => {
       const status = this.api.UnregisterExecutionProviderLibrary(this.env, name);
       if (status) this.api.ReleaseStatus(status);

@@ -55,11 +55,12 @@ export function checkPagedAttention(spec: DecoderSpec, device: string): void {
   }
 }
 
-/** PagedAttention with rotary inside (fp16 cos/sin tables as transformers computes the angles). */
+/** PagedAttention with rotary inside (half cos/sin tables as transformers computes the angles). */
 export function pagedAttention(options: PagedAttentionOptions): AttentionOp {
-  return ({ g, spec, invFreq }) => {
+  return ({ g, spec, invFreq, dataType }) => {
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = spec;
-    const F16 = DataType.FLOAT16;
+    // The caches and rotary tables take the graph's half type (fp16, or bf16 on cuda).
+    const F16 = dataType;
     const I32 = DataType.INT32;
     const IO = PagedAttentionIO;
     const cuSeqlens = g.input(IO.cuSeqlens, I32, ['B1']);
@@ -68,8 +69,8 @@ export function pagedAttention(options: PagedAttentionOptions): AttentionOp {
     const metadata = options.attentionMetadata ? g.input(IO.attentionMetadata, I32, [2]) : '';
     const n = options.maxPositions;
     const { cos, sin } = ropeTables(invFreq, n);
-    const cosCache = g.float16(cos, [n, D / 2], 'rope_cos_cache');
-    const sinCache = g.float16(sin, [n, D / 2], 'rope_sin_cache');
+    const cosCache = g.float16(cos, [n, D / 2], 'rope_cos_cache', F16);
+    const sinCache = g.float16(sin, [n, D / 2], 'rope_sin_cache', F16);
     // transformers' sliding window keeps the last `w` positions, the token itself included;
     // PagedAttention's local window counts the positions before it.
     const window: Record<string, number> = spec.slidingWindow
