@@ -1,7 +1,7 @@
 // Our engine on the cuda executor, on a real-shape checkpoint made by hf_peer.py (GPU machine),
 // with the same prompts the peer sends. Prints one JSON line 'RESULT {...}'.
 //   node scripts/gpu/cuda-bench.mjs MODEL_DIR [bs1|batch|all] [N IN OUT]
-// env: QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 256),
+// env: DTYPE=bfloat16, QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 256),
 //      KV (pool tokens), BUDGET (max batched tokens, 8192), LINEAR=gemm
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +24,7 @@ const engine = await createCudaEngine(
     maxNumBatchedTokens: Number(process.env.BUDGET ?? 8192),
     enablePrefixCaching: false,
     quantization: process.env.QUANT === 'int4' ? 'int4' : 'none',
+    dtype: process.env.DTYPE ?? 'float16',
   },
   {
     cudaGraph: process.env.GRAPH !== '0',
@@ -37,6 +38,7 @@ const r = {
   model,
   engine: 'switchyard cuda',
   quantization: process.env.QUANT ?? 'none',
+  dtype: process.env.DTYPE ?? 'float16',
   cuda_graph: process.env.GRAPH !== '0',
   attention_metadata: process.env.META !== '0',
   linear: process.env.LINEAR ?? 'matmul',

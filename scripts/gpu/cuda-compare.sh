@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # On the GPU machine, after `. .device/setup.sh`: our engine on cuda beside the peers, one machine,
 # one go. Results to $OUT (ours-*.log / peer-*.log / compiled-*.log hold 'RESULT {json}' lines).
-#   bash scripts/gpu/cuda-compare.sh [parity] [SHAPE] [int4:SHAPE] [nograph:SHAPE] [compiled:SHAPE] [peers:SHAPE]
-# SHAPE: qwen2.5-0.5b | llama3-8b (hf_peer.py make); peers = compiled + bench (eager, generate_batch)
+#   bash scripts/gpu/cuda-compare.sh [parity] [parity-bf16] [conformance] [SHAPE] [int4:SHAPE] [bf16:SHAPE]
+#        [nograph:SHAPE] [compiled:SHAPE] [batchpeer:SHAPE] [peers:SHAPE]
+# SHAPE: qwen2.5-0.5b | llama3-8b (hf_peer.py make); peers = compiled + bench (eager, generate_batch);
+# batchpeer = bench alone. parity covers the text fixtures (executor and engine) and the VLM fixtures
+# (towers on cuda); conformance runs the engine conformance suite on cuda.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export SWITCHYARD_CACHE_DIR=/tmp/switchyard-cache
@@ -10,15 +13,23 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 make_model() { [ -f "/tmp/models/$1/prompts.json" ] || python3 .gpu/hf_peer.py make "$1" "/tmp/models/$1" .gpu/fixtures/qwen2-tiny 2>&1 | tail -1; }
 for what in "$@"; do
   case "$what" in
-    parity)
-      node scripts/gpu/cuda-parity.mjs .gpu/fixtures 128 > "$OUT/cuda-parity.json" 2> "$OUT/cuda-parity.err"; tail -5 "$OUT/cuda-parity.err" ;;
-    int4:*|nograph:*)
+    parity|parity-bf16)
+      d=$([ "$what" = parity ] && echo float16 || echo bfloat16)
+      DTYPE=$d node scripts/gpu/cuda-parity.mjs .gpu/fixtures 256 > "$OUT/cuda-$what.json" 2> "$OUT/cuda-$what.err"; tail -5 "$OUT/cuda-$what.err" ;;
+    conformance)
+      (cd packages/server && SWITCHYARD_FIXTURES=$PWD/../../.gpu/fixtures SWITCHYARD_TEST_DEVICE=cuda \
+        npx vitest run src/engine-conformance.test.ts 2>&1 | tee "$OUT/cuda-conformance.log" | tail -8) ;;
+    int4:*|nograph:*|bf16:*)
       m=${what#*:}; make_model "$m"
-      env $([ "${what%%:*}" = int4 ] && echo QUANT=int4 || echo GRAPH=0) node scripts/gpu/cuda-bench.mjs "/tmp/models/$m" all 2>&1 \
+      case "${what%%:*}" in int4) e=QUANT=int4 ;; bf16) e=DTYPE=bfloat16 ;; *) e=GRAPH=0 ;; esac
+      env $e node scripts/gpu/cuda-bench.mjs "/tmp/models/$m" all 2>&1 \
         | tee "$OUT/ours-${what%%:*}-$m.log" | grep -E 'RESULT|Error|rror:' ;;
     compiled:*)
       m=${what#*:}; make_model "$m"
       python3 .gpu/hf_peer.py compiled "/tmp/models/$m" 2>&1 | tee "$OUT/compiled-$m.log" | grep RESULT ;;
+    batchpeer:*)
+      m=${what#*:}; make_model "$m"
+      python3 .gpu/hf_peer.py bench "/tmp/models/$m" 2>&1 | tee "$OUT/peer-$m.log" | grep RESULT ;;
     peers:*)
       m=${what#*:}; make_model "$m"
       python3 .gpu/hf_peer.py compiled "/tmp/models/$m" 2>&1 | tee "$OUT/compiled-$m.log" | grep RESULT

@@ -2,6 +2,7 @@
 //   node scripts/gpu/parity.mjs FIXTURES_DIR [EXTRA_FIXTURES_DIR] > parity.json
 // EXTRA_FIXTURES_DIR may hold mistral-tiny (sliding_window 8): the sliding window through
 // PagedAttention's local_window_size, with Mistral registered here as docs/examples does it.
+
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -12,6 +13,7 @@ import {
   WebGpuExecutor,
 } from '@switchyard/core';
 import { registerBuiltins } from '@switchyard/server';
+import { vlmParity } from './vlm-parity.mjs';
 
 const root = process.argv[2];
 const extra = process.argv[3];
@@ -72,33 +74,9 @@ for (const [name, dir] of fixtures) {
 }
 console.log(JSON.stringify({ parity: results }, null, 1));
 
-// Vision-language models on webgpu (vision tower and decoder on the GPU), through our own
-// preprocessing: greedy ids against transformers' where the reference margins exceed 5e-2.
+// Vision-language models on webgpu (vision tower and decoder on the GPU).
 const { createEngine } = await import('@switchyard/server');
-const vlm = [];
-for (const name of ['llava-tiny', 'internvl-tiny']) {
-  const dir = join(root, name);
-  const ref = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8'));
-  const engine = await createEngine({ model: dir, device: 'webgpu', maxModelLen: 512, kvCacheTokens: 4096 });
-  for (const [i, c] of ref.chat.entries()) {
-    const images = (c.images ?? []).map((f) => new Uint8Array(readFileSync(join(root, 'images', f))));
-    const [r] = await engine.generate([
-      { messages: c.messages, images, sampling: { maxTokens: c.generated_ids.length, ignoreEos: true } },
-    ]);
-    const thin = c.margins.findIndex((m) => m < 5e-2);
-    const sure = thin === -1 ? c.generated_ids.length : thin;
-    vlm.push({
-      fixture: name,
-      case: i,
-      prompt_ids_equal: JSON.stringify(r.promptTokenIds) === JSON.stringify(c.input_ids),
-      ids_equal_where_margin_over_0_05: r.outputs[0].tokenIds
-        .slice(0, sure)
-        .every((t, k) => t === c.generated_ids[k]),
-      steps_compared: sure,
-    });
-  }
-  await engine.close();
-}
+const vlm = await vlmParity(root, { device: 'webgpu' });
 const demo = join(process.cwd(), 'models', 'switchyard-demo-vision');
 const demoRef = JSON.parse(readFileSync(join(demo, 'demo_reference.json'), 'utf8'));
 let demoVision;
