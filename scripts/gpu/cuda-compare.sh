@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, after `. .device/setup.sh`: our engine on cuda beside the peers, one machine,
 # one go. Results to $OUT (ours-*.log / peer-*.log / compiled-*.log hold 'RESULT {json}' lines).
-#   bash scripts/gpu/cuda-compare.sh [parity] [parity-bf16] [conformance] [SHAPE] [int4:SHAPE] [bf16:SHAPE]
+#   bash scripts/gpu/cuda-compare.sh [parity[-bf16][-text]] [diag] [conformance] [SHAPE] [int4:SHAPE] [bf16:SHAPE]
 #        [nograph:SHAPE] [compiled:SHAPE] [batchpeer:SHAPE] [peers:SHAPE]
 # SHAPE: qwen2.5-0.5b | llama3-8b (hf_peer.py make); peers = compiled + bench (eager, generate_batch);
 # batchpeer = bench alone. parity covers the text fixtures (executor and engine) and the VLM fixtures
@@ -13,12 +13,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 make_model() { [ -f "/tmp/models/$1/prompts.json" ] || python3 .gpu/hf_peer.py make "$1" "/tmp/models/$1" .gpu/fixtures/qwen2-tiny 2>&1 | tail -1; }
 for what in "$@"; do
   case "$what" in
-    parity|parity-bf16)
-      d=$([ "$what" = parity ] && echo float16 || echo bfloat16)
-      DTYPE=$d node scripts/gpu/cuda-parity.mjs .gpu/fixtures 256 > "$OUT/cuda-$what.json" 2> "$OUT/cuda-$what.err"; tail -5 "$OUT/cuda-$what.err" ;;
+    parity|parity-bf16|parity-text|parity-bf16-text)
+      d=$(case "$what" in *bf16*) echo bfloat16 ;; *) echo float16 ;; esac)
+      v=$(case "$what" in *-text) echo 0 ;; *) echo 1 ;; esac)
+      DTYPE=$d VLM=$v node scripts/gpu/cuda-parity.mjs .gpu/fixtures 256 > "$OUT/cuda-$what.json" 2> "$OUT/cuda-$what.err"
+      echo "rc=$?"; tail -4 "$OUT/cuda-$what.err" ;;
+    diag)
+      for op in MatMul Conv Identity Gelu LayerNorm Softmax Gemm Expand; do
+        OP=$op node scripts/gpu/cuda-diag-ops.mjs > /dev/null 2>&1; echo "op $op rc=$?"
+      done 2>&1 | tee "$OUT/cuda-diag.txt"
+      for f in llava-tiny internvl-tiny; do
+        SKIP_EXECUTOR=1 LOG=0 node scripts/gpu/cuda-diag-vision.mjs .gpu/fixtures/$f > "$OUT/cuda-diag-$f.log" 2>&1; echo "tower $f rc=$?" | tee -a "$OUT/cuda-diag.txt"
+      done ;;
     conformance)
       (cd packages/server && SWITCHYARD_FIXTURES=$PWD/../../.gpu/fixtures SWITCHYARD_TEST_DEVICE=cuda \
-        npx vitest run src/engine-conformance.test.ts 2>&1 | tee "$OUT/cuda-conformance.log" | tail -8) ;;
+        node ../../node_modules/vitest/vitest.mjs run src/engine-conformance.test.ts 2>&1 | tee "$OUT/cuda-conformance.log" | tail -8) ;;
     int4:*|nograph:*|bf16:*)
       m=${what#*:}; make_model "$m"
       case "${what%%:*}" in int4) e=QUANT=int4 ;; bf16) e=DTYPE=bfloat16 ;; *) e=GRAPH=0 ;; esac

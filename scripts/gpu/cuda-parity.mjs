@@ -93,29 +93,29 @@ for (const name of ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny']) {
   }
   await engine.close();
 }
-const vlm = await vlmParity(root, { device: 'cuda', blockSize, dtype });
 const logitsOk = dtype !== 'float16' || results.every((r) => r.max_abs_logit_diff < 5e-2);
-const ok =
+const textOk =
   logitsOk &&
   results.every((r) => r.ids_equal_where_margin_over_0_05) &&
-  engineResults.every((r) => r.ids_equal_where_margin_over_0_05) &&
-  vlm.every((r) => r.prompt_ids_equal && r.ids_equal_where_margin_over_0_05);
+  engineResults.every((r) => r.ids_equal_where_margin_over_0_05);
 const maxDiff = Math.max(...results.map((r) => r.max_abs_logit_diff));
+// The text results first (one JSON line), so a failure in the VLM part loses nothing.
 console.log(
-  JSON.stringify(
-    {
-      dtype,
-      block_size: blockSize,
-      ok,
-      max_abs_logit_diff: maxDiff,
-      executor: results,
-      engine: engineResults,
-      vlm,
-    },
-    null,
-    1,
-  ),
+  JSON.stringify({
+    dtype,
+    block_size: blockSize,
+    text_ok: textOk,
+    max_abs_logit_diff: maxDiff,
+    executor: results,
+    engine: engineResults,
+  }),
 );
 console.error(
-  `cuda parity (${dtype}, block ${blockSize}): ${ok ? 'PASS' : 'FAIL'}; max logit diff ${maxDiff.toFixed(4)}`,
+  `cuda text parity (${dtype}, block ${blockSize}): ${textOk ? 'PASS' : 'FAIL'}; max logit diff ${maxDiff.toFixed(4)}`,
 );
+if (process.env.VLM !== '0') {
+  const vlm = await vlmParity(root, { device: 'cuda', blockSize, dtype });
+  const vlmOk = vlm.every((r) => r.prompt_ids_equal && r.ids_equal_where_margin_over_0_05);
+  console.log(JSON.stringify({ dtype, vlm_ok: vlmOk, vlm }));
+  console.error(`cuda VLM parity (${dtype}, towers on cuda): ${vlmOk ? 'PASS' : 'FAIL'}`);
+}
