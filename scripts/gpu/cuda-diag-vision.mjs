@@ -27,6 +27,7 @@ if (process.env.SKIP_EXECUTOR !== '1') {
 }
 log('provider: opening');
 const p = openCudaProvider({ logLevel: Number(process.env.LOG ?? 3) });
+const optimization = process.env.OPT ?? 'basic';
 log('provider: ok');
 const runner = CapiVisionRunner.open(p.ort, ckpt, tower, {
   appendProvider:
@@ -34,10 +35,11 @@ const runner = CapiVisionRunner.open(p.ort, ckpt, tower, {
       ? undefined
       : (so) => p.ort.appendProvider(so, p.device, { arena_extend_strategy: 'kSameAsRequested' }),
   onDispose: p.close,
+  optimization,
 });
 log('tower session: ok');
 const [h, w] = tower.imageSize;
 const out = await runner.encode(new Float32Array(2 * 3 * h * w).fill(0.5), [2, 3, h, w]);
-log(`encode: ok ${out.shape} ${out.data[0]}`);
+log(`encode (${optimization}): ok ${out.shape} ${out.data[0]}`);
 await runner.dispose();
 log('disposed');

@@ -5,7 +5,7 @@ import type { VisionTowerSpec } from '../../model.js';
 import { VisionIO } from '../../onnx/vit.js';
 import type { VisionRunner } from '../../vision-runner.js';
 import { towerBatchSize, visionGraph } from '../vision-input.js';
-import { HostBuffer, type OrtRuntime, type Ptr } from './ort-capi.js';
+import { type GraphOptimization, HostBuffer, type OrtRuntime, type Ptr } from './ort-capi.js';
 
 /**
  * A model family's vision tower (fp32, projector included) in a session of the ORT C API binding:
@@ -38,11 +38,17 @@ export class CapiVisionRunner implements VisionRunner {
     {
       appendProvider,
       onDispose = () => {},
-    }: { appendProvider?: (so: Ptr) => void; onDispose?: () => void } = {},
+      optimization = 'all',
+    }: {
+      appendProvider?: (so: Ptr) => void;
+      onDispose?: () => void;
+      /** ORT's graph optimization level for the tower's session. */
+      optimization?: keyof typeof GraphOptimization;
+    } = {},
   ): CapiVisionRunner {
     const graph = visionGraph(ckpt, tower);
     const so = ort.sessionOptions({
-      optimization: 'all',
+      optimization,
       config: {
         'session.model_external_initializers_file_folder_path':
           graph.externalDataFolder ?? dirname(graph.path),

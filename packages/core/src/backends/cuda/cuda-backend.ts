@@ -81,6 +81,9 @@ export const cudaBackend: Backend = {
     const provider = openCudaProvider({ cudaLibDir: settings.cudaLibDir, logLevel: settings.logLevel });
     try {
       return CapiVisionRunner.open(provider.ort, checkpoint, tower, {
+        // ORT 1.29's extended fusions (FusedMatMul for the attention scores, QuickGelu) crashed
+        // the CUDA provider inside a run on the H200; the plain ops run (docs/decisions/0008).
+        optimization: 'basic',
         appendProvider: (so) =>
           provider.ort.appendProvider(so, provider.device, { arena_extend_strategy: 'kSameAsRequested' }),
         onDispose: provider.close,
