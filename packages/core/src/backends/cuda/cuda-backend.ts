@@ -1,5 +1,6 @@
 import type { Backend } from '../../contracts/backend.js';
 import { SwitchyardError } from '../../errors.js';
+import { cpuBackend } from '../cpu/cpu-backend.js';
 import { checkPagedAttention } from '../webgpu/paged-attention.js';
 import type { CudaDtype, CudaSettings } from './cuda-executor.js';
 
@@ -38,8 +39,8 @@ function cudaSettings(settings: Record<string, unknown> = {}): CudaSettings {
 
 /**
  * ONNX Runtime's CUDA provider through the C API: the fp16 (or bf16) decoder with PagedAttention
- * over KV pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights;
- * vision towers (fp32) in a session of their own on the same provider.
+ * over KV pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights.
+ * Vision towers run on the CPU backend (their embeddings go to the decoder on the device).
  */
 export const cudaBackend: Backend = {
   name: 'cuda',
@@ -72,28 +73,13 @@ export const cudaBackend: Backend = {
       settings: cudaSettings(options.settings),
     });
   },
-  async createVisionRunner(checkpoint, tower, options) {
-    const settings = cudaSettings(options.settings);
-    const [{ openCudaProvider }, { CapiVisionRunner }] = await Promise.all([
-      import('./cuda-provider.js'),
-      import('./capi-vision-runner.js'),
-    ]);
-    const provider = openCudaProvider({ cudaLibDir: settings.cudaLibDir, logLevel: settings.logLevel });
-    try {
-      return CapiVisionRunner.open(provider.ort, checkpoint, tower, {
-        // ORT 1.29's extended fusions (FusedMatMul for the attention scores, QuickGelu) crashed
-        // the CUDA provider inside a run on the H200; the plain ops run (docs/decisions/0008).
-        optimization: 'basic',
-        appendProvider: (so) =>
-          provider.ort.appendProvider(so, provider.device, { arena_extend_strategy: 'kSameAsRequested' }),
-        onDispose: provider.close,
-      });
-    } catch (e) {
-      provider.close();
-      throw new SwitchyardError(
-        `the cuda execution provider could not load the ${tower.name} vision tower: ${(e as Error).message}`,
-        'model_load',
-      );
-    }
+  /**
+   * Towers run on the CPU provider for now: the same tower in a C API session on the CUDA
+   * provider (`CapiVisionRunner`, tested on ORT's CPU provider) crashed inside its first run on
+   * the H200 at every optimization level (ORT 1.29; docs/decisions/0008). Concurrent requests'
+   * images are still encoded in one batch (the engine's `BatchingVisionRunner`).
+   */
+  createVisionRunner(checkpoint, tower) {
+    return cpuBackend.createVisionRunner!(checkpoint, tower, { dtype: 'float32' });
   },
 };
