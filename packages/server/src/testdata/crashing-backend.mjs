@@ -1,0 +1,41 @@
+/**
+ * A backend for the isolation tests, registered from test code as a user's would be: core's cpu
+ * executor, except that a step whose tokens include `settings.crashToken` crashes the process it
+ * runs in — a real signal (`settings.crashWith` 'SIGSEGV', 'SIGABRT' through process.abort, or
+ * 'SIGKILL'), or a plain JS error ('throw'). Plain JS, so a child process imports it as it is.
+ */
+import { backendRegistry, cpuBackend } from '@switchyard/core';
+
+export const CRASHING_DEVICE = 'cpu-crashing';
+
+function crash(how) {
+  if (how === 'throw') throw new Error('the crashing backend threw on purpose');
+  if (how === 'SIGABRT') process.abort();
+  process.kill(process.pid, how);
+}
+
+export const crashingBackend = {
+  ...cpuBackend,
+  name: CRASHING_DEVICE,
+  async createExecutor(checkpoint, spec, options) {
+    const { crashToken, crashWith = 'SIGSEGV', ...rest } = options.settings ?? {};
+    const settings = Object.keys(rest).length ? rest : undefined;
+    const inner = await cpuBackend.createExecutor(checkpoint, spec, { ...options, settings });
+    const crashes = (batch) => batch.some((s) => Array.from(s.tokenIds).includes(crashToken));
+    return {
+      device: CRASHING_DEVICE,
+      vocabSize: inner.vocabSize,
+      kvBytesPerToken: inner.kvBytesPerToken,
+      pool: inner.pool,
+      run: async (batch) => {
+        if (crashes(batch)) crash(crashWith);
+        return inner.run(batch);
+      },
+      dispose: () => inner.dispose(),
+    };
+  },
+};
+
+export function register(container) {
+  backendRegistry(container).register(CRASHING_DEVICE, crashingBackend);
+}
