@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   Checkpoint,
   createContainer,
@@ -123,7 +123,7 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
     await expect(engine.generate([crashRequest()])).rejects.toThrow(DIED);
     await healthy(engine);
     const down =
-      /died \(signal SIGSEGV\) during a step, its 2th death within 300 s: the executor keeps crashing and is not restarted again/;
+      /died \(signal SIGSEGV\) during a step, 2 deaths within 300 s, so the executor keeps crashing and is not restarted again/;
     await expect(engine.generate([crashRequest()])).rejects.toThrow(down);
     expect(engine.health()).toMatchObject({ status: 'failed', numRestarts: 1 });
     // A new request is refused at once, with the reason and what to check.
@@ -154,6 +154,37 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
     },
     30_000,
   );
+
+  it('on a thread, a thread that exits (exit code 3) fails its step the same way and is started again', async () => {
+    engine = await crashingEngine('exit', { isolation: 'thread' });
+    await expect(engine.generate([crashRequest()])).rejects.toThrow(
+      /the executor thread died \(exit code 3\) during a step; its requests failed and the executor was restarted/,
+    );
+    await healthy(engine);
+    expect(engine.health().numRestarts).toBe(1);
+    const c = fx.reference().chat[0];
+    const [r] = await engine.generate([{ promptIds: c.prompt_ids!, sampling: { maxTokens: 12 } }]);
+    expect(r.outputs[0].tokenIds).toEqual(c.generated_ids);
+  }, 30_000);
+
+  it('refuses an isolation it does not know, naming the known ones', async () => {
+    await expect(createEngine({ model: fx.dir, executorIsolation: 'fork' as never })).rejects.toThrow(
+      "executorIsolation must be 'none', 'thread' or 'process', got \"fork\"",
+    );
+    const bin = new URL('../dist/bin.js', import.meta.url).pathname;
+    const serve = (...args: string[]) =>
+      spawnSync(process.execPath, [bin, 'serve', '--model', fx.dir, '--port', '0', ...args], {
+        encoding: 'utf8',
+      });
+    const bad = serve('--executor-isolation', 'fork');
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain("--executor-isolation must be none, thread or process, got 'fork'");
+    const both = serve('--executor-isolation', 'process', '--no-executor-thread');
+    expect(both.status).not.toBe(0);
+    expect(both.stderr).toContain(
+      '--executor-isolation process contradicts --no-executor-thread; give one of them',
+    );
+  });
 
   it('serves through a real server: the crashing request and a stream in its step fail clearly, /health and new requests answer', async () => {
     engine = await crashingEngine('SIGSEGV');

@@ -66,7 +66,8 @@ export function startExecutorHost(
     serialization: 'advanced',
     execArgv: childExecArgv(),
     env: process.env,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // Whatever the child prints (a native crash's report) goes to this process's stderr, never its stdout.
+    stdio: ['ignore', 2, 2, 'ipc'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.on('message', onMessage);

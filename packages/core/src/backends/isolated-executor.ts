@@ -173,7 +173,7 @@ export class IsolatedExecutor implements Executor {
       this.deaths = this.deaths.filter((t) => now - t < this.policy.windowMs).concat(now);
       if (this.deaths.length > this.policy.maxRestarts) {
         this.down = new SwitchyardError(
-          `${what}, its ${this.deaths.length}th death within ${this.policy.windowMs / 1000} s: the executor keeps crashing and is not restarted again, so every request fails until the server is restarted. Check the server's log for the crash (native library, GPU memory or driver errors); try another --device, a smaller --kv-cache-tokens or --max-num-batched-tokens`,
+          `${what}: ${this.deaths.length} deaths within ${this.policy.windowMs / 1000} s, so the executor keeps crashing and is not restarted again; every request fails until the server is restarted. Check the server's log for the crash (native library, GPU memory or driver errors); try another --device, a smaller --kv-cache-tokens or --max-num-batched-tokens`,
           'internal',
         );
         error = this.down;

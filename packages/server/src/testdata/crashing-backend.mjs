@@ -2,7 +2,8 @@
  * A backend for the isolation tests, registered from test code as a user's would be: core's cpu
  * executor, except that a step whose tokens include `settings.crashToken` crashes the process it
  * runs in — a real signal (`settings.crashWith` 'SIGSEGV', 'SIGABRT' through process.abort, or
- * 'SIGKILL'), or a plain JS error ('throw'). Plain JS, so a child process imports it as it is.
+ * 'SIGKILL'), `process.exit(3)` ('exit': on a worker thread it ends the thread only), or a plain JS
+ * error ('throw'). Plain JS, so a child process imports it as it is.
  */
 import { backendRegistry, cpuBackend } from '@switchyard/core';
 
@@ -11,6 +12,7 @@ export const CRASHING_DEVICE = 'cpu-crashing';
 function crash(how) {
   if (how === 'throw') throw new Error('the crashing backend threw on purpose');
   if (how === 'SIGABRT') process.abort();
+  if (how === 'exit') process.exit(3);
   process.kill(process.pid, how);
 }
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// The cost of running the executor off this thread: batch-1 greedy decode tok/s with the executor
+// on this thread ('none'), on a worker thread ('thread') and in a child process ('process'), and
+// the time a restart takes (the child killed between steps). Prints one JSON object.
+//   npm run build && node scripts/bench-executor-isolation.mjs [--model DIR] [--tokens 256] [--repeats 7]
+import { parseArgs } from 'node:util';
+import { createEngine } from '../packages/server/dist/create-engine.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'models/switchyard-demo-text' },
+    tokens: { type: 'string', default: '256' },
+    repeats: { type: 'string', default: '7' },
+    device: { type: 'string', default: 'cpu' },
+  },
+});
+const numTokens = Number(values.tokens);
+const request = { promptIds: [1, 2, 3, 4, 5, 6, 7, 8], sampling: { maxTokens: numTokens, ignoreEos: true } };
+
+/** Decode tok/s of one request: tokens after the first over the time after the first. */
+async function decodeRate(engine) {
+  const t0 = performance.now();
+  const [r] = await engine.generate([{ ...request, sampling: { ...request.sampling } }]);
+  const decodeMs = performance.now() - t0 - r.metrics.ttftMs;
+  return {
+    tokPerS: ((r.outputs[0].tokenIds.length - 1) / decodeMs) * 1000,
+    msPerStep: decodeMs / (numTokens - 1),
+  };
+}
+
+const out = {
+  model: values.model,
+  device: values.device,
+  tokens: numTokens,
+  cpus: (await import('node:os')).cpus().length,
+};
+const modes = ['none', 'thread', 'process'];
+// All three engines at once, measured in turns, so a busy host's drift hits each alike.
+const engines = {};
+for (const isolation of modes)
+  engines[isolation] = await createEngine({
+    model: values.model,
+    device: values.device,
+    executorIsolation: isolation,
+  });
+try {
+  const runs = Object.fromEntries(modes.map((m) => [m, []]));
+  for (const m of modes) await decodeRate(engines[m]); // warm-up
+  for (let i = 0; i < Number(values.repeats); i++)
+    for (const m of modes) runs[m].push(await decodeRate(engines[m]));
+  for (const m of modes) {
+    const rates = runs[m].map((r) => r.tokPerS).sort((a, b) => a - b);
+    const median = rates[Math.floor(rates.length / 2)];
+    out[m] = {
+      medianTokPerS: +median.toFixed(1),
+      bestTokPerS: +rates[rates.length - 1].toFixed(1),
+      msPerStep: +(1000 / median).toFixed(3),
+      runs: runs[m].map((r) => +r.tokPerS.toFixed(1)),
+    };
+  }
+  // A restart: the child killed between steps, until the new one has loaded the model.
+  const engine = engines.process;
+  process.kill(engine.executor.pid, 'SIGKILL');
+  const t0 = performance.now();
+  while (engine.health().status === 'ok') await new Promise((r) => setTimeout(r, 1));
+  while (engine.health().status !== 'ok') await new Promise((r) => setTimeout(r, 5));
+  out.restartMs = +(performance.now() - t0).toFixed(0);
+} finally {
+  for (const m of modes) await engines[m].close();
+}
+for (const k of ['thread', 'process'])
+  out[`${k}VsNone`] = +(out[k].medianTokPerS / out.none.medianTokPerS).toFixed(3);
+console.log(JSON.stringify(out));
