@@ -123,7 +123,7 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
     await expect(engine.generate([crashRequest()])).rejects.toThrow(DIED);
     await healthy(engine);
     const down =
-      /died \(signal SIGSEGV\) during a step, 2 deaths within 300 s, so the executor keeps crashing and is not restarted again/;
+      /died \(signal SIGSEGV\) during a step: 2 deaths within 300 s, so the executor keeps crashing and is not restarted again/;
     await expect(engine.generate([crashRequest()])).rejects.toThrow(down);
     expect(engine.health()).toMatchObject({ status: 'failed', numRestarts: 1 });
     // A new request is refused at once, with the reason and what to check.
