@@ -184,6 +184,11 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
     expect(both.stderr).toContain(
       '--executor-isolation process contradicts --no-executor-thread; give one of them',
     );
+    const idle = serve('--executor-max-restarts', '2');
+    expect(idle.status).not.toBe(0);
+    expect(idle.stderr).toContain(
+      '--executor-max-restarts applies to an executor on a thread or in a process',
+    );
   });
 
   it('serves through a real server: the crashing request and a stream in its step fail clearly, /health and new requests answer', async () => {
@@ -199,9 +204,8 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
         max_tokens: 400,
         temperature: 0,
         stream: true,
-        // @ts-expect-error: vLLM's extension
-        ignore_eos: true,
-      });
+        ignore_eos: true, // vLLM's extension
+      } as OpenAI.CompletionCreateParamsStreaming);
       const streamed = (async () => {
         for await (const _ of stream);
       })().catch((e: Error) => e);
@@ -219,7 +223,7 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
         health = await fetch(`${url}/health`);
         if (health.status === 200) break;
         expect(health.status).toBe(503);
-        expect((await health.json()).status).toBe('executor_restarting');
+        expect(((await health.json()) as { status: string }).status).toBe('executor_restarting');
         await new Promise((r) => setTimeout(r, 25));
       }
       expect(health!.status).toBe(200);

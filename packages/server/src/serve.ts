@@ -28,7 +28,7 @@ export const SERVE_FLAGS = {
   'executor-thread': { type: 'boolean' },
   'no-executor-thread': { type: 'boolean' },
   'executor-isolation': { type: 'string' },
-  'executor-max-restarts': { type: 'string', default: '3' },
+  'executor-max-restarts': { type: 'string' },
   'max-image-pixels': { type: 'string' },
   'max-image-pixels-in-flight': { type: 'string' },
   'image-threads': { type: 'string' },
@@ -72,10 +72,12 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
   const container = registerBuiltins(createContainer());
   const threads = optional('image-threads', 1);
   const isolation = executorIsolation(values, options.device);
-  const executorThread =
-    isolation === 'none'
-      ? undefined
-      : { modules: [builtinsModule()], maxRestarts: num('executor-max-restarts', 0) };
+  const maxRestarts = optional('executor-max-restarts', 0);
+  if (isolation === 'none' && maxRestarts !== undefined)
+    throw new SwitchyardError(
+      '--executor-max-restarts applies to an executor on a thread or in a process; add --executor-isolation process (or thread)',
+    );
+  const executorThread = isolation === 'none' ? undefined : { modules: [builtinsModule()], maxRestarts };
   const stopProgress = showLoadProgress(process.stderr);
   let engine: Awaited<ReturnType<typeof createEngine>>;
   try {
