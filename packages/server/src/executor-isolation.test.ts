@@ -227,6 +227,9 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
         await new Promise((r) => setTimeout(r, 25));
       }
       expect(health!.status).toBe(200);
+      expect(await (await fetch(`${url}/metrics`)).text()).toContain(
+        'switchyard:executor_restarts_total{model_name="qwen2-tiny"} 1',
+      );
       const c = ref.chat[2];
       const r = await client.completions.create({
         model: 'qwen2-tiny',
@@ -255,10 +258,12 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'the executor in a process of its o
     try {
       const first = await ask();
       expect(first).toBe(Checkpoint.open(fx.dir).tokenizer.decode(c.generated_ids, false));
-      const child = Number(
-        execFileSync('ps', ['-o', 'pid=', '--ppid', String(cli.pid)], { encoding: 'utf8' }),
-      );
-      process.kill(child, 'SIGKILL');
+      const child = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(cli.pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter((line) => line.includes('executor-worker.js'))
+        .map((line) => Number.parseInt(line, 10));
+      expect(child).toHaveLength(1);
+      process.kill(child[0], 'SIGKILL');
       let status = 0;
       for (let i = 0; i < 400 && status !== 200; i++) {
         await new Promise((r) => setTimeout(r, 25));
