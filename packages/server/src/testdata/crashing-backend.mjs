@@ -33,6 +33,17 @@ export const crashingBackend = {
         if (crashes(batch)) crash(crashWith);
         return inner.run(batch);
       },
+      // Greedy steps come back as ids (as on cuda), so both replies cross the thread or process.
+      runGreedy: async (batch) => {
+        if (crashes(batch)) crash(crashWith);
+        const logits = await inner.run(batch);
+        const ids = new Int32Array(logits.length / inner.vocabSize);
+        for (let r = 0; r < ids.length; r++) {
+          const row = logits.subarray(r * inner.vocabSize, (r + 1) * inner.vocabSize);
+          ids[r] = row.indexOf(Math.max(...row));
+        }
+        return ids;
+      },
       dispose: () => inner.dispose(),
     };
   },
