@@ -50,14 +50,19 @@ const r = {
 const req = (ids, k) => ({ promptIds: ids, sampling: { maxTokens: k, ignoreEos: true } });
 /** One measured generate, with the per-step split from the executor's counters. */
 const measure = async (requests) => {
-  // On a worker thread (EXECUTOR_THREAD=1) the executor's counters stay there: steps from the engine.
+  // On a worker thread or in a process (EXECUTOR_THREAD=1, EXECUTOR_ISOLATION) the executor's counters stay there: steps from the engine.
   if (!ex.timing) {
     const steps0 = engine.metrics.numSteps;
     const s = performance.now();
     const res = await engine.generate(requests);
     const wall = performance.now() - s;
     const steps = engine.metrics.numSteps - steps0;
-    return { res, wall, steps, split: { steps, executor_thread: true } };
+    return {
+      res,
+      wall,
+      steps,
+      split: { steps, executor_isolation: process.env.EXECUTOR_ISOLATION ?? 'thread' },
+    };
   }
   const before = { ...ex.timing, graph: ex.graphSteps };
   const s = performance.now();

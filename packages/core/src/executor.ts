@@ -20,6 +20,15 @@ export interface StepSequence {
   mm?: readonly { offset: number; length: number; embeddings?: Float32Array }[];
 }
 
+/** Whether an executor can run steps: 'restarting' after its thread or process died, 'failed' once it stays down. */
+export interface ExecutorHealth {
+  status: 'ok' | 'restarting' | 'failed';
+  /** Why it is not 'ok': the death being recovered from, or why it is not restarted again. */
+  reason?: string;
+  /** Times it was started again after dying. */
+  numRestarts: number;
+}
+
 export interface KvPoolShape {
   numBlocks: number;
   blockSize: number;
@@ -48,5 +57,13 @@ export interface Executor {
    * providers that can pick it on the device skip reading the logits back.
    */
   runGreedy?(batch: readonly StepSequence[]): Promise<Int32Array>;
+  /** Whether it can run steps (absent: always 'ok'; see `IsolatedExecutor`). */
+  health?(): ExecutorHealth;
+  /**
+   * Why the KV pool was lost since the last call, once (its process died and was restarted with an
+   * empty pool), else undefined. The engine then fails every request holding KV and resets the KV
+   * manager, so no block table or cached prefix points into the lost pool.
+   */
+  takeLostPool?(): Error | undefined;
   dispose(): Promise<void>;
 }

@@ -10,9 +10,16 @@ export {
   type SetupCudaOptions,
   setupCuda,
 } from './backends/cuda/install.js';
+export type { ExecutorIsolation } from './backends/executor-host.js';
 export * from './backends/index.js';
+export {
+  IsolatedExecutor,
+  /** The earlier name of `IsolatedExecutor` (its default isolation is a thread). */
+  IsolatedExecutor as ThreadedExecutor,
+  type IsolatedExecutorOptions,
+  type RestartPolicy,
+} from './backends/isolated-executor.js';
 export * from './backends/ort-vision-runner.js';
-export { ThreadedExecutor } from './backends/threaded-executor.js';
 export * from './backends/webgpu/paged-attention.js';
 export * from './backends/webgpu/webgpu-backend.js';
 export {

@@ -37,8 +37,9 @@ export function createEngine(options: EngineOptions & { container?: DependencyCo
     // Images are decoded and preprocessed on worker threads, which register the same built-ins.
     rest.images = { ...rest.images, workers: { model: rest.model, modules: [builtinsModule()] } };
   }
-  if (!container && rest.executorThread && !rest.executorThread.modules?.length)
-    rest.executorThread = { modules: [builtinsModule()] };
+  const isolated = (rest.executorIsolation ?? (rest.executorThread ? 'thread' : 'none')) !== 'none';
+  if (!container && isolated && !rest.executorThread?.modules?.length)
+    rest.executorThread = { ...rest.executorThread, modules: [builtinsModule()] };
   return Engine.create(rest, container ?? registerBuiltins(createContainer()));
 }
 

@@ -54,8 +54,12 @@ ${ENGINE_HELP}`,
   --image-threads N            worker threads that decode and preprocess images
   --headers-timeout S (10)  --request-timeout S (60)  --keep-alive-timeout S   slow clients
   --no-playground              no page at / and no /v1/playground/*
-  --executor-thread            run the model's steps on a worker thread (default with --device cuda;
-                               --no-executor-thread turns it off)
+  --executor-isolation none|thread|process  where the model's steps run: this thread, a worker
+                               thread (default with --device cuda; keeps /health and streams
+                               answering during steps), or a child process (a native crash fails
+                               that step's requests and the process is restarted)
+  --executor-thread            same as --executor-isolation thread (--no-executor-thread: none)
+  --executor-max-restarts N (3)  restarts of a dying executor within 5 minutes before giving up
   with no model, serves the embedded vision demo
 ${ENGINE_HELP}`,
   start: `usage: switchyard start [serve options]

@@ -27,6 +27,8 @@ export const SERVE_FLAGS = {
   'no-playground': { type: 'boolean' },
   'executor-thread': { type: 'boolean' },
   'no-executor-thread': { type: 'boolean' },
+  'executor-isolation': { type: 'string' },
+  'executor-max-restarts': { type: 'string' },
   'max-image-pixels': { type: 'string' },
   'max-image-pixels-in-flight': { type: 'string' },
   'image-threads': { type: 'string' },
@@ -69,18 +71,20 @@ export async function serve(args: string[], defaultModel: string): Promise<numbe
   await checkPortFree(values.host, port);
   const container = registerBuiltins(createContainer());
   const threads = optional('image-threads', 1);
-  // The model's steps on a thread of their own: by default on cuda (a long step would hold up
-  // /health and every stream otherwise; decision 0008 measures the cost), on request elsewhere.
-  const executorThread =
-    !values['no-executor-thread'] && (values['executor-thread'] || options.device === 'cuda')
-      ? { modules: [builtinsModule()] }
-      : undefined;
+  const isolation = executorIsolation(values, options.device);
+  const maxRestarts = optional('executor-max-restarts', 0);
+  if (isolation === 'none' && maxRestarts !== undefined)
+    throw new SwitchyardError(
+      '--executor-max-restarts applies to an executor on a thread or in a process; add --executor-isolation process (or thread)',
+    );
+  const executorThread = isolation === 'none' ? undefined : { modules: [builtinsModule()], maxRestarts };
   const stopProgress = showLoadProgress(process.stderr);
   let engine: Awaited<ReturnType<typeof createEngine>>;
   try {
     engine = await createEngine({
       ...options,
       container,
+      executorIsolation: isolation,
       executorThread,
       images: {
         maxPixelsPerRequest: optional('max-image-pixels', 1),
@@ -171,4 +175,25 @@ function portError(e: unknown, host: string, port: number): Error {
       `cannot listen on ${host}: no such local address; use --host 127.0.0.1 or 0.0.0.0`,
     );
   return e as Error;
+}
+
+/**
+ * Where the model's steps run: --executor-isolation, or --executor-thread / --no-executor-thread;
+ * by default a thread on cuda (a long step would hold up /health and every stream otherwise;
+ * decision 0008 measures the cost), this thread elsewhere. A process survives native crashes
+ * (decision 0015).
+ */
+function executorIsolation(
+  values: { 'executor-isolation'?: string; 'executor-thread'?: boolean; 'no-executor-thread'?: boolean },
+  device: string | undefined,
+): 'none' | 'thread' | 'process' {
+  const named = values['executor-isolation'];
+  if (named !== undefined && !['none', 'thread', 'process'].includes(named))
+    throw new SwitchyardError(`--executor-isolation must be none, thread or process, got '${named}'`);
+  const old = values['no-executor-thread'] ? 'none' : values['executor-thread'] ? 'thread' : undefined;
+  if (named !== undefined && old !== undefined && named !== old)
+    throw new SwitchyardError(
+      `--executor-isolation ${named} contradicts --${old === 'none' ? 'no-' : ''}executor-thread; give one of them`,
+    );
+  return (named ?? old ?? (device === 'cuda' ? 'thread' : 'none')) as 'none' | 'thread' | 'process';
 }

@@ -1,9 +1,12 @@
 /**
- * The thread of a `ThreadedExecutor`: builds the named backend's executor for the checkpoint (the
- * model spec rebuilt through the modules the engine names, as the image threads do) and runs its
- * steps. Logits and token ids go back transferred, not copied.
+ * The thread or child process of an `IsolatedExecutor`: builds the named backend's executor for
+ * the checkpoint (the model spec rebuilt through the modules the engine names, as the image threads
+ * do) and runs its steps. One protocol over either channel: the thread's `parentPort`, or the
+ * IPC channel of a process forked with advanced serialization. The first message is the setup;
+ * `ready` (or `failed`) answers it; then each `{id, kind, batch}` gets `{id, out}` or `{id, error}`.
+ * On a thread, logits and token ids go back transferred, not copied.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { backendRegistry, createContainer, modelRegistry } from '../container.js';
 import type { ExecutorOptions } from '../contracts/backend.js';
 import { SwitchyardError } from '../errors.js';
@@ -17,6 +20,11 @@ export interface ExecutorThreadSetup {
   device: string;
   options: ExecutorOptions;
 }
+
+/** A message from the engine: the setup first, then steps. */
+export type ToWorker =
+  | { setup: ExecutorThreadSetup }
+  | { id: number; kind: 'run' | 'runGreedy' | 'dispose'; batch?: StepSequence[] };
 
 type Register = (container: ReturnType<typeof createContainer>) => unknown;
 
@@ -39,36 +47,64 @@ const errorOf = (e: unknown) => ({
   param: e instanceof SwitchyardError ? e.param : undefined,
 });
 
-const port = parentPort!;
-const ready = open(workerData as ExecutorThreadSetup);
-ready.then(
-  (ex) =>
-    port.postMessage({
-      ready: {
-        device: ex.device,
-        vocabSize: ex.vocabSize,
-        kvBytesPerToken: ex.kvBytesPerToken,
-        pool: ex.pool,
-        greedy: ex.runGreedy !== undefined,
-      },
-    }),
-  (e) => port.postMessage({ failed: errorOf(e) }),
-);
+/** The channel to the engine: the thread's port, or this process's IPC channel. */
+interface Channel {
+  post(message: unknown, transfer?: ArrayBuffer): void;
+  on(listener: (message: ToWorker) => void): void;
+}
 
-port.on(
-  'message',
-  async (msg: { id: number; kind: 'run' | 'runGreedy' | 'dispose'; batch?: StepSequence[] }) => {
-    try {
-      const ex = await ready;
-      if (msg.kind === 'dispose') {
-        await ex.dispose();
-        port.postMessage({ id: msg.id });
-        return;
-      }
-      const out = msg.kind === 'run' ? await ex.run(msg.batch!) : await ex.runGreedy!(msg.batch!);
-      port.postMessage({ id: msg.id, out }, [out.buffer as ArrayBuffer]);
-    } catch (e) {
-      port.postMessage({ id: msg.id, error: errorOf(e) });
+function channel(): Channel {
+  const port = parentPort;
+  if (port) {
+    return {
+      post: (m, transfer) => port.postMessage(m, transfer ? [transfer] : []),
+      on: (listener) => port.on('message', listener),
+    };
+  }
+  // A child process lives as long as its engine holds the channel: the engine's Ctrl-C or SIGTERM
+  // (sent to the whole process group) is the engine's to handle, and a gone engine ends it.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => {});
+  process.on('disconnect', () => process.exit(0));
+  return {
+    post: (m) => {
+      if (process.connected) process.send!(m);
+    },
+    on: (listener) => process.on('message', listener),
+  };
+}
+
+const engine = channel();
+let ready: Promise<Executor> | undefined;
+
+engine.on(async (msg) => {
+  if ('setup' in msg) {
+    ready = open(msg.setup);
+    ready.then(
+      (ex) =>
+        engine.post({
+          ready: {
+            device: ex.device,
+            vocabSize: ex.vocabSize,
+            kvBytesPerToken: ex.kvBytesPerToken,
+            pool: ex.pool,
+            greedy: ex.runGreedy !== undefined,
+          },
+        }),
+      (e) => engine.post({ failed: errorOf(e) }),
+    );
+    return;
+  }
+  try {
+    const ex = await ready!;
+    if (msg.kind === 'dispose') {
+      await ex.dispose();
+      engine.post({ id: msg.id });
+      return;
     }
-  },
-);
+    const out = msg.kind === 'run' ? await ex.run(msg.batch!) : await ex.runGreedy!(msg.batch!);
+    engine.post({ id: msg.id, out }, out.buffer as ArrayBuffer);
+  } catch (e) {
+    engine.post({ id: msg.id, error: errorOf(e) });
+  }
+});

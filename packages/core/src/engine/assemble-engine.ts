@@ -1,5 +1,5 @@
 import type { DependencyContainer } from 'tsyringe';
-import { ThreadedExecutor } from '../backends/threaded-executor.js';
+import { IsolatedExecutor } from '../backends/isolated-executor.js';
 import { backendRegistry, kvCacheRegistry, modelRegistry, schedulerRegistry } from '../container.js';
 import type { Backend, ExecutorOptions } from '../contracts/backend.js';
 import { SwitchyardError } from '../errors.js';
@@ -65,22 +65,28 @@ export async function assembleEngine(
     numThreads: options.numThreads,
     settings: options.settings,
   };
+  const isolation = executorIsolation(options);
   const modules = options.executorThread?.modules ?? [];
-  if (options.executorThread && modules.length === 0) {
+  if (isolation !== 'none' && modules.length === 0) {
     throw new SwitchyardError(
-      'executorThread needs the modules that register the model family on the thread (executorThread.modules)',
+      `executorIsolation '${isolation}' needs the modules that register the model family there (executorThread.modules)`,
       'invalid_request',
       'executorThread',
     );
   }
-  const executor = options.executorThread
-    ? await ThreadedExecutor.create({
-        model: checkpoint.dir,
-        modules,
-        device: backend.name,
-        options: executorOptions,
-      })
-    : await backend.createExecutor(checkpoint, spec, executorOptions);
+  const executor =
+    isolation === 'none'
+      ? await backend.createExecutor(checkpoint, spec, executorOptions)
+      : await IsolatedExecutor.create(
+          { model: checkpoint.dir, modules, device: backend.name, options: executorOptions },
+          {
+            isolation,
+            restart: {
+              maxRestarts: options.executorThread?.maxRestarts,
+              windowMs: options.executorThread?.restartWindowMs,
+            },
+          },
+        );
   try {
     const { numBlocks } = executor.pool;
     if (executor.pool.blockSize !== blockSize) {
@@ -177,4 +183,17 @@ async function visionRunner(
     );
   }
   return backend.createVisionRunner(checkpoint, spec.multimodal.tower, options);
+}
+
+/** `executorIsolation`, or 'thread' when only `executorThread` is given; an unknown value names the known ones. */
+function executorIsolation(options: EngineOptions): 'none' | 'thread' | 'process' {
+  const isolation = options.executorIsolation ?? (options.executorThread ? 'thread' : 'none');
+  if (!['none', 'thread', 'process'].includes(isolation)) {
+    throw new SwitchyardError(
+      `executorIsolation must be 'none', 'thread' or 'process', got ${JSON.stringify(isolation)}`,
+      'invalid_request',
+      'executorIsolation',
+    );
+  }
+  return isolation;
 }

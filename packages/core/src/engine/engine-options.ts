@@ -49,12 +49,22 @@ export interface EngineOptions {
    */
   images?: ImageLimits;
   /**
-   * Run the backend's executor on a worker thread (`ThreadedExecutor`), so that this thread goes on
-   * answering and streaming during long steps. `modules` export `register(container)` or
-   * `registerBuiltins(container)` and add the model's architecture (and a user backend) there;
-   * `createEngine` of @switchyard/server names the built-ins when none are given.
+   * Where the backend's executor runs (`IsolatedExecutor`): 'none' (this thread: the fastest, but
+   * a long step holds up HTTP and streams), 'thread' (a worker thread: this thread goes on
+   * answering during steps), 'process' (a child process: a native crash in ONNX Runtime or a GPU
+   * provider fails that step's requests, and the executor is restarted; decision 0015). Default
+   * 'none', or 'thread' when `executorThread` is given.
    */
-  executorThread?: { modules?: string[] };
+  executorIsolation?: 'none' | 'thread' | 'process';
+  /**
+   * Settings of the executor's thread or process (named for the thread it first described; alone
+   * it means `executorIsolation: 'thread'`). `modules` export `register(container)` or
+   * `registerBuiltins(container)` and add the model's architecture (and a user backend) there;
+   * `createEngine` of @switchyard/server names the built-ins when none are given. A thread or
+   * process that dies is restarted up to `maxRestarts` times (default 3) within `restartWindowMs`
+   * (default 300 000); one more death in the window and every request fails saying so.
+   */
+  executorThread?: { modules?: string[]; maxRestarts?: number; restartWindowMs?: number };
   /** Run the KV manager's integrity check after every step (tests). */
   checkIntegrity?: boolean;
 }

@@ -1,6 +1,6 @@
 import type { DependencyContainer } from 'tsyringe';
 import { SwitchyardError } from '../errors.js';
-import type { Executor } from '../executor.js';
+import type { Executor, ExecutorHealth } from '../executor.js';
 import { ImagePipeline } from '../image/image-pipeline.js';
 import type { KvCacheManager } from '../kv-cache.js';
 import type { Checkpoint } from '../loader/checkpoint.js';
@@ -147,6 +147,11 @@ export class Engine {
     return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache, this.numPreparing);
   }
 
+  /** Whether the executor can run steps; not 'ok' while its process restarts or once it stays down. */
+  health(): ExecutorHealth {
+    return this.executor.health?.() ?? { status: 'ok', numRestarts: 0 };
+  }
+
   numUnfinished(): number {
     return this.requests.size;
   }
@@ -164,6 +169,8 @@ export class Engine {
   /** Runs the input processor and makes one sequence per completion. Enqueues nothing. */
   private async prepare(req: GenerateRequest, signal?: AbortSignal): Promise<RequestState> {
     if (this.closed) throw new SwitchyardError('the engine is closed', 'capacity');
+    const health = this.health();
+    if (health.status === 'failed') throw new SwitchyardError(health.reason!, 'internal');
     this.numPreparing++;
     let input: Awaited<ReturnType<InputProcessor['process']>>;
     try {
@@ -209,6 +216,7 @@ export class Engine {
 
   /** One engine step. Public for tests and tools that drive the engine by hand. */
   async step(): Promise<void> {
+    this.checkKvPool();
     const out = this.scheduler.schedule();
     // Nothing could be scheduled although sequences wait: they can never fit.
     if (out.scheduled.length === 0) return this.requests.failStuck(this.info.kvCacheTokens);
@@ -219,6 +227,7 @@ export class Engine {
     } catch (e) {
       // Blocks committed ahead for the step were never written: the KV manager forgets its prefixes.
       this.requests.failStep(out.scheduled, e as Error);
+      this.checkKvPool();
       return this.kv.reset();
     }
     this.metrics.numSteps++;
@@ -230,5 +239,13 @@ export class Engine {
     this.scheduler.update(out);
     if (this.options.checkIntegrity) this.kv.checkIntegrity();
     for (const state of touched) this.requests.afterStep(state);
+  }
+
+  /** The executor's process died and took the KV pool: requests holding KV fail, prefixes are forgotten. */
+  private checkKvPool(): void {
+    const lost = this.executor.takeLostPool?.();
+    if (!lost) return;
+    this.requests.failHoldingKv(lost);
+    this.kv.reset();
   }
 }

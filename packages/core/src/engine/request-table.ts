@@ -73,6 +73,18 @@ export class RequestTable {
     }
   }
 
+  /**
+   * The executor lost its KV pool (its process died): every request holding KV there (a running
+   * sequence) fails with `error`; waiting ones hold none and stay queued.
+   */
+  failHoldingKv(error: Error): void {
+    for (const state of [...this.byId.values()]) {
+      if (!state.seqs.some((s) => s.status === 'running')) continue;
+      const why = `request ${state.id} lost its KV cache: ${error.message}`;
+      this.stop(state.id, new SwitchyardError(why, 'internal'));
+    }
+  }
+
   /** Nothing could be scheduled although sequences wait: they can never fit; fails them clearly. */
   failStuck(kvCacheTokens: number): void {
     for (const state of [...this.byId.values()]) {

@@ -152,6 +152,10 @@ export function buildServer(options: ServerOptions): Server {
 
   app.get('/health', async (_req, reply) => {
     if (admission.draining) return reply.status(503).send({ status: 'draining' });
+    // The executor's process died: 503 while it restarts, and for good once it stays down.
+    const executor = engine.health();
+    if (executor.status !== 'ok')
+      return reply.status(503).send({ status: `executor_${executor.status}`, reason: executor.reason });
     return { status: 'ok' };
   });
 

@@ -125,6 +125,11 @@ export class ServerMetrics {
       () => s().imageCacheHits,
     );
     counter('num_preemptions_total', 'Sequences preempted (recomputed later).', () => s().numPreemptions);
+    counter(
+      'executor_restarts_total',
+      "Times the executor's thread or process was started again after it died (decision 0015).",
+      () => engine.health().numRestarts,
+    );
     counter('prompt_tokens_total', 'Prompt tokens of finished requests.', () => s().numPromptTokens);
     counter(
       'generation_tokens_total',
