@@ -60,7 +60,10 @@ const image = (seed: number, rows = 1, lead: number[] = [rows]) => ({
   pixels: Float32Array.from({ length: rows * ROW }, (_, i) => Math.sin(seed * 31 + i)),
   shape: [...lead, 3, 2, 2],
 });
-const settle = () => new Promise((r) => setImmediate(r));
+/** A few turns of the event loop: what was released has run and the next batch has started. */
+const settle = async () => {
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+};
 /** What the tower gives for an image encoded alone. */
 const solo = async (img: ReturnType<typeof image>) =>
   new GatedTower(undefined, false).encode(img.pixels, img.shape);

@@ -39,7 +39,8 @@ interface Pending {
  * Encodes the images of concurrent requests in one tower run (LightLLM's visual_infer_batch_size;
  * vLLM batches its encoder inputs the same way). Wraps any backend's `VisionRunner`.
  *
- * While the tower is idle a call starts at once (after the current synchronous turn, so calls made
+ * While the tower is idle a call starts at once (in the event loop's next check phase, where
+ * onnxruntime-node would start its run anyway, so that calls made together and images finished
  * together share the run; never on a timer). Calls arriving while it runs are queued; when it is
  * free, queued calls of the same row shape are taken in arrival order up to `maxBatchTiles` rows
  * (tiles count as rows; a single larger call still runs, alone), concatenated along N, run once,
@@ -99,8 +100,7 @@ export class BatchingVisionRunner implements VisionRunner {
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.queue.push(p);
-      // Started after this synchronous turn: calls made together (one request's images) share the run.
-      this.draining ??= Promise.resolve().then(() => this.drain());
+      this.draining ??= this.drain();
     });
   }
 
@@ -113,9 +113,19 @@ export class BatchingVisionRunner implements VisionRunner {
     await this.inner.dispose();
   }
 
+  /**
+   * Runs batches until the queue is empty. Before each it yields one turn of the event loop
+   * (setImmediate, no timer): onnxruntime-node runs a session on this thread (deferred by a
+   * setImmediate of its own), so images whose preprocessing finished meanwhile — during the last
+   * run, or a decoder step — only reach the queue once their I/O callbacks have run.
+   */
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) await this.runBatch(this.take());
+      for (;;) {
+        await new Promise<void>((r) => setImmediate(r));
+        if (this.queue.length === 0) return;
+        await this.runBatch(this.take());
+      }
     } finally {
       this.draining = undefined;
     }

@@ -1,4 +1,5 @@
 export * from './fixtures.js';
+export * from './images-together.js';
 export * from './kv-conformance.js';
 export * from './processor-parity.js';
 export * from './scheduler-harness.js';
