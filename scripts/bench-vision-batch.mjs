@@ -99,7 +99,10 @@ async function engineCell(size) {
   }
 }
 
-const out = { machine: `${(await import('node:os')).cpus()[0].model}, ${(await import('node:os')).cpus().length} cores`, load_at_start: load() };
+const out = {
+  machine: `${(await import('node:os')).cpus()[0].model}, ${(await import('node:os')).cpus().length} cores`,
+  load_at_start: load(),
+};
 if (!values['skip-tower']) {
   out.tower = [];
   for (const dir of values.models.split(',')) out.tower.push(await towerBench(dir));
@@ -113,9 +116,15 @@ out.engine = {
     sizes.map((s) => [
       s,
       Object.fromEntries(
-        ['duration_s', 'output_tok_s', 'ttft_p50_ms', 'ttft_p99_ms', 'vision_runs', 'vision_max_batch_tiles', 'load'].map(
-          (k) => [k, +median(runs[s].map((x) => x[k])).toFixed(3)],
-        ),
+        [
+          'duration_s',
+          'output_tok_s',
+          'ttft_p50_ms',
+          'ttft_p99_ms',
+          'vision_runs',
+          'vision_max_batch_tiles',
+          'load',
+        ].map((k) => [k, +median(runs[s].map((x) => x[k])).toFixed(3)]),
       ),
     ]),
   ),

@@ -12,7 +12,7 @@ import type { GenerateRequest, GenerateResult } from '../engine/request.js';
 export async function generateTogether(
   engine: Engine,
   requests: GenerateRequest[],
-  holdMs = 40,
+  holdMs = 100,
 ): Promise<GenerateResult[]> {
   const results = engine.generate(requests);
   let failed = false;
