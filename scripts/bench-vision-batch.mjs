@@ -2,8 +2,9 @@
 // Vision tower batching on the CPU (--vision-batch-size). Prints one JSON object:
 //  - tower: ms per image of the tower alone, each image in its own run (as with batching off:
 //    `concurrent`) against runs of B images, for each model given;
-//  - engine: the images workload (N requests, N distinct pictures, all at once) through the engine,
-//    for each --vision-batch-size, repeated and interleaved; medians.
+//  - engine: for each --vision-batch-size, repeated and interleaved (medians): 8 requests one at a
+//    time (lone_ttft: what batching costs a request alone), then the images workload (N requests,
+//    N distinct pictures, all at once).
 //   npm run build && node scripts/bench-vision-batch.mjs [--reps 5] [--requests 16] [--sizes 0,4,16,32]
 //     [--models models/switchyard-demo-vision,../shared/fixtures/internvl-tiny]
 // One engine cell is what `switchyard bench --model M --workload images --num-requests 16
@@ -41,17 +42,30 @@ async function towerBench(dir) {
   const rows = (at, b) => pixels.subarray(at * row, (at + b) * row);
   const shape = (b) => [b, tower.numChannels, h, w];
   const cells = { concurrent: [] };
+  const cpu = { concurrent: [] };
   const batches = [1, 2, 4, 8, 16, 32, 64].filter((b) => b <= n);
-  for (const b of batches) cells[`batch${b}`] = [];
+  for (const b of batches) {
+    cells[`batch${b}`] = [];
+    cpu[`batch${b}`] = [];
+  }
+  /** Wall and CPU (all threads of this process) ms per image of `work` over `count` images. */
+  const time = async (key, count, work) => {
+    const t = performance.now();
+    const c = process.cpuUsage();
+    await work();
+    const used = process.cpuUsage(c);
+    cells[key].push((performance.now() - t) / count);
+    cpu[key].push((used.user + used.system) / 1000 / count);
+  };
   await runner.encode(rows(0, 1), shape(1)); // warm-up
   for (let r = 0; r < reps; r++) {
-    let t = performance.now();
-    await Promise.all(Array.from({ length: n }, (_, i) => runner.encode(rows(i, 1), shape(1))));
-    cells.concurrent.push((performance.now() - t) / n);
+    await time('concurrent', n, () =>
+      Promise.all(Array.from({ length: n }, (_, i) => runner.encode(rows(i, 1), shape(1)))),
+    );
     for (const b of batches) {
-      t = performance.now();
-      for (let i = 0; i + b <= n; i += b) await runner.encode(rows(i, b), shape(b));
-      cells[`batch${b}`].push((performance.now() - t) / (Math.floor(n / b) * b));
+      await time(`batch${b}`, Math.floor(n / b) * b, async () => {
+        for (let i = 0; i + b <= n; i += b) await runner.encode(rows(i, b), shape(b));
+      });
     }
   }
   await runner.dispose();
@@ -59,7 +73,8 @@ async function towerBench(dir) {
     model: dir,
     image: `${tower.numChannels}x${h}x${w}`,
     tokens_per_image: tower.tokensPerImage,
-    ms_per_image: Object.fromEntries(Object.entries(cells).map(([k, v]) => [k, +median(v).toFixed(3)])),
+    wall_ms_per_image: Object.fromEntries(Object.entries(cells).map(([k, v]) => [k, +median(v).toFixed(3)])),
+    cpu_ms_per_image: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, +median(v).toFixed(3)])),
   };
 }
 
@@ -67,7 +82,7 @@ async function engineCell(size) {
   const engine = await createEngine({ model: values['engine-model'], visionBatchSize: size });
   try {
     const numRequests = Number(values.requests);
-    const w = makeWorkload({
+    const options = {
       workload: 'images',
       numRequests,
       numImages: numRequests,
@@ -80,17 +95,27 @@ async function engineCell(size) {
       seed: 0,
       vocabSize: engine.info.vocabSize,
       imageTokenId: engine.spec.multimodal.placeholderTokenId,
-    });
+    };
+    const w = { ...makeWorkload(options), options };
+    // One request at a time first (distinct pictures, so each is encoded): the batcher's cost when alone.
+    const alone = makeWorkload({ ...w.options, seed: 1, numRequests: 8, numImages: 8 });
+    const loneTtft = [];
+    for (const req of alone.requests) loneTtft.push((await engine.generate([req]))[0].metrics.ttftMs);
+    const runsBefore = engine.stats().visionRuns;
     const loadBefore = load();
+    const c = process.cpuUsage();
     const { results, durationS } = await runWorkload(engine, w);
+    const used = process.cpuUsage(c);
     const r = benchReport(results, durationS);
     const s = engine.stats();
     return {
       duration_s: r.duration_s,
       output_tok_s: r.output_tok_s,
+      lone_ttft_p50_ms: median(loneTtft),
       ttft_p50_ms: r.ttft_ms.p50,
       ttft_p99_ms: r.ttft_ms.p99,
-      vision_runs: s.visionRuns,
+      cpu_s: (used.user + used.system) / 1e6,
+      vision_runs: s.visionRuns - runsBefore,
       vision_max_batch_tiles: s.visionMaxBatchTiles,
       load: loadBefore,
     };
@@ -118,7 +143,9 @@ out.engine = {
       Object.fromEntries(
         [
           'duration_s',
+          'cpu_s',
           'output_tok_s',
+          'lone_ttft_p50_ms',
           'ttft_p50_ms',
           'ttft_p99_ms',
           'vision_runs',
