@@ -41,6 +41,7 @@ export * from './engine/metrics.js';
 export * from './engine/multimodal-input.js';
 export * from './engine/output-processor.js';
 export * from './engine/request.js';
+export * from './engine/vision-batcher.js';
 export * from './errors.js';
 export * from './executor.js';
 export * from './image/index.js';

@@ -118,7 +118,11 @@ describe('the multi-turn and images workloads', () => {
         '2',
         '--json',
       ]);
-      expect(JSON.parse(stdout), workload).toMatchObject({ requests: 4, config: { workload } });
+      const report = JSON.parse(stdout);
+      expect(report, workload).toMatchObject({ requests: 4, config: { workload } });
+      // Four distinct pictures (--num-images 4): each encoded once, in at most four tower runs.
+      expect(report.vision_images, workload).toBe(workload === 'images' ? 4 : 0);
+      expect(report.vision_runs).toBeLessThanOrEqual(report.vision_images);
     }
     await expect(run(['--workload', 'images', '--url', 'http://127.0.0.1:9'])).rejects.toThrow(
       /runs in process only/,

@@ -305,6 +305,12 @@ export async function runBench(
       prefix_hit_rate: stats.prefixHitRate,
       preemptions: stats.numPreemptions,
       kv_peak_usage: stats.kvPeakUsage,
+      ...(engine.vision && {
+        vision_runs: stats.visionRuns,
+        vision_images: stats.visionImages,
+        vision_tiles: stats.visionTiles,
+        vision_max_batch_tiles: stats.visionMaxBatchTiles,
+      }),
       config: { ...engine.info, policy: options.policy ?? 'fcfs', ...values, json: undefined },
     };
     print(report);

@@ -45,6 +45,8 @@ describe('launch flags in vLLM, SGLang and LightLLM spellings', () => {
           '0.8',
           '--max_total_token_num',
           '64',
+          '--visual_infer_batch_size',
+          '8',
         ],
         ENGINE_FLAGS,
       ),
@@ -62,6 +64,8 @@ describe('launch flags in vLLM, SGLang and LightLLM spellings', () => {
       '0.8',
       '--kv-cache-tokens',
       '64',
+      '--vision-batch-size',
+      '8',
     ]);
     const v = parseFlags(
       ['./m', '--dtype', 'auto', '--max_model_len', '64', '--cache_capacity', '2', '--image-cache-mb', '8'],
@@ -141,6 +145,26 @@ describe('launch flags in vLLM, SGLang and LightLLM spellings', () => {
       expect(engine.imageCache.size).toBe(1);
     } finally {
       await engine.close();
+    }
+  });
+
+  it('--vision-batch-size and --visual_infer_batch_size reach the vision tower; a bad value is refused', async () => {
+    const opts = (...a: string[]) => engineOptions(parseFlags([DEMO_VISION_MODEL, ...a], ENGINE_FLAGS));
+    expect(opts('--visual_infer_batch_size', '4').visionBatchSize).toBe(4);
+    expect(opts('--vision-batch-size', '0').visionBatchSize).toBe(0);
+    expect(() => opts('--vision-batch-size=-1')).toThrow('--vision-batch-size must be an integer ≥ 0');
+    expect(() => opts('--visual_infer_batch_size', 'many')).toThrow(/--vision-batch-size must be an integer/);
+    const engine = await createEngine(opts('--visual_infer_batch_size', '4'));
+    try {
+      expect(engine.vision?.maxBatchTiles).toBe(4);
+    } finally {
+      await engine.close();
+    }
+    const byDefault = await createEngine(opts());
+    try {
+      expect(byDefault.vision?.maxBatchTiles).toBe(16);
+    } finally {
+      await byDefault.close();
     }
   });
 

@@ -26,6 +26,7 @@ export const ENGINE_FLAGS = {
   'generation-config': { type: 'string' },
   'image-cache-mb': { type: 'string' },
   'image-cache-entries': { type: 'string' },
+  'vision-batch-size': { type: 'string' },
   json: { type: 'boolean' },
 } as const;
 
@@ -49,6 +50,7 @@ export const FLAG_ALIASES: Record<string, string> = {
   'mem-fraction-static': 'gpu-memory-utilization', // SGLang
   'mem-fraction': 'gpu-memory-utilization', // LightLLM
   'cache-capacity': 'image-cache-entries', // LightLLM: images kept in the embedding cache
+  'visual-infer-batch-size': 'vision-batch-size', // LightLLM: images per vision tower run
   'disable-radix-cache': 'no-prefix-caching', // SGLang
   'schedule-policy': 'policy', // SGLang
   'disable-log-requests': 'no-log-requests', // vLLM
@@ -198,6 +200,7 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
     generationConfig: values['generation-config'] as string | undefined,
     imageCacheMb: int('image-cache-mb', 0),
     imageCacheEntries: int('image-cache-entries', 0),
+    visionBatchSize: int('vision-batch-size', 0),
     ...cudaSettings(values),
   };
 }

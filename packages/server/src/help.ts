@@ -21,6 +21,9 @@ export const ENGINE_HELP = `engine options (generate, bench, serve); the model m
   --generation-config auto|vllm|none|DIR  omitted sampling settings: auto = the model's
                                generation_config.json, vllm = vLLM's defaults, none = greedy
   --image-cache-mb N (256)  --image-cache-entries N (also --cache_capacity)
+  --vision-batch-size N (16)   image tiles one vision tower run encodes at most: images of
+                               concurrent requests share a run; 0 or 1: each alone
+                               (also --visual_infer_batch_size)
   --json                       machine-readable output
 options of vLLM, SGLang or LightLLM that Switchyard lacks (--tensor-parallel-size,
 --trust-remote-code, ...) are refused with what to do instead`;

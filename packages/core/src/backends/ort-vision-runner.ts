@@ -29,9 +29,15 @@ export class OrtVisionRunner implements VisionRunner {
 
   /**
    * Encodes images or tiles. `shape` is [N, C, H, W], or with more leading dims (e.g.
-   * [1, tiles, C, H, W]) that are flattened into N; H × W must be the tower's image size.
+   * [1, tiles, C, H, W]) that are flattened into N; H × W must be the tower's image size. An
+   * aborted `signal` rejects before the run starts.
    */
-  async encode(pixels: Float32Array, shape: number[]): Promise<{ data: Float32Array; shape: number[] }> {
+  async encode(
+    pixels: Float32Array,
+    shape: number[],
+    options?: { signal?: AbortSignal },
+  ): Promise<{ data: Float32Array; shape: number[] }> {
+    options?.signal?.throwIfAborted();
     const { numChannels, tokensPerImage, hiddenSize } = this.tower;
     const [h, w] = this.tower.imageSize;
     const n = towerBatchSize(this.tower, pixels, shape);

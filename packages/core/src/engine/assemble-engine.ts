@@ -10,6 +10,7 @@ import type { ModelSpec } from '../model.js';
 import type { Scheduler } from '../scheduler.js';
 import type { VisionRunner } from '../vision-runner.js';
 import type { EngineInfo, EngineOptions } from './engine-options.js';
+import { BatchingVisionRunner, DEFAULT_VISION_BATCH_SIZE } from './vision-batcher.js';
 
 /** The parts an engine runs over, built from the names in `EngineOptions`. */
 export interface EngineParts {
@@ -19,7 +20,8 @@ export interface EngineParts {
   executor: Executor;
   scheduler: Scheduler;
   kv: KvCacheManager;
-  vision?: VisionRunner;
+  /** The backend's vision runner behind the batcher that encodes concurrent requests' images together. */
+  vision?: BatchingVisionRunner;
 }
 
 /**
@@ -40,6 +42,14 @@ export async function assembleEngine(
     );
   }
   const backend = backends.get(device);
+  const visionBatchSize = options.visionBatchSize ?? DEFAULT_VISION_BATCH_SIZE;
+  if (!Number.isInteger(visionBatchSize) || visionBatchSize < 0) {
+    throw new SwitchyardError(
+      `visionBatchSize must be an integer ≥ 0 (tiles per vision tower run; 0 or 1: no batching), got ${visionBatchSize}`,
+      'invalid_request',
+      'visionBatchSize',
+    );
+  }
   const others = backends.names().map((n) => backends.get(n));
   const { dtype, quantization } = checkBackendOptions(backend, options, others);
   const schedulerName = options.scheduler ?? 'continuous';
@@ -105,7 +115,8 @@ export async function assembleEngine(
         'maxNumBatchedTokens',
       );
     }
-    const vision = await visionRunner(backend, checkpoint, spec, { dtype, settings: options.settings });
+    const tower = await visionRunner(backend, checkpoint, spec, { dtype, settings: options.settings });
+    const vision = tower && new BatchingVisionRunner(tower, visionBatchSize);
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
     const scheduler = makeScheduler(
       {

@@ -37,6 +37,12 @@ export interface EngineOptions {
   imageCacheMb?: number;
   /** At most this many images in the image-embedding cache (LightLLM's cache_capacity; default no cap). */
   imageCacheEntries?: number;
+  /**
+   * Tiles (images, or an image's tiles) one vision tower run takes at most: images of concurrent
+   * requests that arrive while the tower runs are encoded together in its next run (LightLLM's
+   * visual_infer_batch_size). Default 16; 0 or 1: each image runs alone, at once.
+   */
+  visionBatchSize?: number;
   /** Where omitted sampling settings come from: 'auto' (generation_config.json), 'vllm', 'none', a folder. */
   generationConfig?: GenerationConfigSource;
   /** A folder with the tokenizer to use instead of the checkpoint's (vLLM's --tokenizer). */
@@ -109,4 +115,9 @@ export interface EngineStats {
   numSteps: number;
   imageCacheQueries: number;
   imageCacheHits: number;
+  /** Runs of the vision tower, the images and tiles they encoded, and the most tiles in one run. */
+  visionRuns: number;
+  visionImages: number;
+  visionTiles: number;
+  visionMaxBatchTiles: number;
 }

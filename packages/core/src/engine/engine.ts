@@ -9,7 +9,6 @@ import { GuidedRuntime } from '../sampling/guided/guided-runtime.js';
 import type { SamplingParams } from '../sampling-params.js';
 import type { Scheduler } from '../scheduler.js';
 import type { Sequence } from '../sequence.js';
-import type { VisionRunner } from '../vision-runner.js';
 import { assembleEngine, type EngineParts } from './assemble-engine.js';
 import type { EngineInfo, EngineOptions, EngineStats } from './engine-options.js';
 import { generationDefaults } from './generation-defaults.js';
@@ -22,6 +21,7 @@ import { createRequestState, type RequestState } from './request-state.js';
 import { RequestTable } from './request-table.js';
 import { RowSampler, runStep } from './sample-rows.js';
 import { streamEvents } from './stream-events.js';
+import type { BatchingVisionRunner } from './vision-batcher.js';
 
 export type { EngineInfo, EngineOptions, EngineStats } from './engine-options.js';
 
@@ -42,7 +42,8 @@ export class Engine {
   readonly scheduler: Scheduler;
   readonly kv: KvCacheManager;
   readonly executor: Executor;
-  private readonly vision?: VisionRunner;
+  /** The vision tower behind its batcher (a VLM); `vision.stats` counts its runs. */
+  readonly vision?: BatchingVisionRunner;
   private readonly inputs: InputProcessor;
   private readonly outputs: OutputProcessor;
   private readonly rows: RowSampler;
@@ -144,7 +145,8 @@ export class Engine {
 
   /** A snapshot of the engine's gauges and counters (the latency histograms are in `metrics`). */
   stats(): EngineStats {
-    return engineStats(this.scheduler, this.kv, this.metrics, this.imageCache, this.numPreparing);
+    const { scheduler, kv, metrics, imageCache, numPreparing, vision } = this;
+    return engineStats(scheduler, kv, metrics, imageCache, numPreparing, vision?.stats);
   }
 
   /** Whether the executor can run steps; not 'ok' while its process restarts or once it stays down. */

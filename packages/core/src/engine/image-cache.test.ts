@@ -51,4 +51,69 @@ describe('ImageEmbeddingCache', () => {
     await expect(cache.get('a', async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     await expect(cache.get('a', async () => emb(1))).resolves.toHaveLength(1);
   });
+
+  it('a waiter that aborts leaves alone: the others still get the shared run', async () => {
+    const cache = new ImageEmbeddingCache(1024);
+    let release!: (v: Float32Array) => void;
+    let runSignal!: AbortSignal;
+    const compute = (signal: AbortSignal) => {
+      runSignal = signal;
+      return new Promise<Float32Array>((r) => {
+        release = r;
+      });
+    };
+    const gone = new AbortController();
+    const a = cache.get('a', compute, gone.signal);
+    const b = cache.get('a', compute, new AbortController().signal);
+    gone.abort(new Error('client gone'));
+    await expect(a).rejects.toThrow('client gone');
+    expect(runSignal.aborted).toBe(false);
+    release(emb(4));
+    await expect(b).resolves.toHaveLength(4);
+    expect(cache.size).toBe(1);
+  });
+
+  it('abandons the run once every waiter has aborted; the next request computes afresh', async () => {
+    const cache = new ImageEmbeddingCache(1024);
+    const signals: AbortSignal[] = [];
+    const never = (signal: AbortSignal) => {
+      signals.push(signal);
+      return new Promise<Float32Array>((_, reject) =>
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+      );
+    };
+    const x = new AbortController();
+    const y = new AbortController();
+    const a = cache.get('a', never, x.signal);
+    const b = cache.get('a', never, y.signal);
+    x.abort(new Error('x gone'));
+    expect(signals[0].aborted).toBe(false);
+    y.abort(new Error('y gone'));
+    await expect(a).rejects.toThrow('x gone');
+    await expect(b).rejects.toThrow('y gone');
+    expect(signals[0].aborted).toBe(true);
+    await expect(cache.get('a', async () => emb(2))).resolves.toHaveLength(2);
+    expect(cache.size).toBe(1);
+    expect([cache.hits, cache.misses]).toEqual([1, 2]);
+  });
+
+  it('a waiter with no signal keeps the run alive when the others abort', async () => {
+    const cache = new ImageEmbeddingCache(1024);
+    let runSignal!: AbortSignal;
+    let release!: (v: Float32Array) => void;
+    const compute = (signal: AbortSignal) => {
+      runSignal = signal;
+      return new Promise<Float32Array>((r) => {
+        release = r;
+      });
+    };
+    const gone = new AbortController();
+    const a = cache.get('a', compute, gone.signal);
+    const b = cache.get('a', compute);
+    gone.abort(new Error('gone'));
+    await expect(a).rejects.toThrow('gone');
+    expect(runSignal.aborted).toBe(false);
+    release(emb(3));
+    await expect(b).resolves.toHaveLength(3);
+  });
 });

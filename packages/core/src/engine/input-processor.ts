@@ -187,11 +187,15 @@ export class InputProcessor {
     );
     const mm = await Promise.all(
       decoded.map(async ({ hash, processed }, i) => {
-        const embeddings = await this.imageCache.get(hash, async () => {
-          signal?.throwIfAborted();
-          const out = await vision.encode(processed.pixelValues, processed.shape);
-          return spec.arrange(out.data, out.shape, processed);
-        });
+        // The cache shares one encoding between requests; it is abandoned when all of them abort.
+        const embeddings = await this.imageCache.get(
+          hash,
+          async (unwanted) => {
+            const out = await vision.encode(processed.pixelValues, processed.shape, { signal: unwanted });
+            return spec.arrange(out.data, out.shape, processed);
+          },
+          signal,
+        );
         return { hash, ...places[i], embeddings };
       }),
     );

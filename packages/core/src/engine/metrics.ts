@@ -2,6 +2,7 @@ import type { KvCacheManager } from '../kv-cache.js';
 import type { Scheduler } from '../scheduler.js';
 import type { EngineStats } from './engine-options.js';
 import type { ImageEmbeddingCache } from './image-cache.js';
+import type { VisionBatchStats } from './vision-batcher.js';
 
 /** A fixed-bucket histogram (Prometheus style) that also keeps count and sum. */
 export class Histogram {
@@ -52,6 +53,7 @@ export function engineStats(
   m: EngineMetrics,
   imageCache: ImageEmbeddingCache,
   numPreparing = 0,
+  vision?: VisionBatchStats,
 ): EngineStats {
   const usage = kv.usage();
   const prefix = kv.prefixStats();
@@ -74,5 +76,9 @@ export function engineStats(
     numSteps: m.numSteps,
     imageCacheQueries: imageCache.hits + imageCache.misses,
     imageCacheHits: imageCache.hits,
+    visionRuns: vision?.runs ?? 0,
+    visionImages: vision?.images ?? 0,
+    visionTiles: vision?.tiles ?? 0,
+    visionMaxBatchTiles: vision?.maxBatchTiles ?? 0,
   };
 }

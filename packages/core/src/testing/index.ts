@@ -1,5 +1,6 @@
 export * from './capi-tower.js';
 export * from './fixtures.js';
+export * from './images-together.js';
 export * from './kv-conformance.js';
 export * from './processor-parity.js';
 export * from './scheduler-harness.js';

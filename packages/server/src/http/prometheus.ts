@@ -124,6 +124,21 @@ export class ServerMetrics {
       'Images served from the image-embedding cache.',
       () => s().imageCacheHits,
     );
+    counter(
+      'vision_encoder_runs_total',
+      'Runs of the vision tower (a run encodes a batch).',
+      () => s().visionRuns,
+    );
+    counter(
+      'vision_encoder_images_total',
+      'Images the vision tower encoded (--vision-batch-size batches those of concurrent requests).',
+      () => s().visionImages,
+    );
+    counter(
+      'vision_encoder_tiles_total',
+      'Image tiles (rows) the vision tower encoded; tiles / runs is the mean batch.',
+      () => s().visionTiles,
+    );
     counter('num_preemptions_total', 'Sequences preempted (recomputed later).', () => s().numPreemptions);
     counter(
       'executor_restarts_total',
