@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { ImageEmbeddingCache } from './image-cache.js';
 
+/** A computation that waits for `release`; `signal()` is the one the cache gave it. */
+function heldRun() {
+  let release!: (v: Float32Array) => void;
+  let signal!: AbortSignal;
+  const compute = (s: AbortSignal) => {
+    signal = s;
+    return new Promise<Float32Array>((r) => {
+      release = r;
+    });
+  };
+  return { compute, release: (v: Float32Array) => release(v), signal: () => signal };
+}
+
 describe('ImageEmbeddingCache', () => {
   const emb = (n: number) => new Float32Array(n);
 
@@ -54,21 +67,14 @@ describe('ImageEmbeddingCache', () => {
 
   it('a waiter that aborts leaves alone: the others still get the shared run', async () => {
     const cache = new ImageEmbeddingCache(1024);
-    let release!: (v: Float32Array) => void;
-    let runSignal!: AbortSignal;
-    const compute = (signal: AbortSignal) => {
-      runSignal = signal;
-      return new Promise<Float32Array>((r) => {
-        release = r;
-      });
-    };
+    const run = heldRun();
     const gone = new AbortController();
-    const a = cache.get('a', compute, gone.signal);
-    const b = cache.get('a', compute, new AbortController().signal);
+    const a = cache.get('a', run.compute, gone.signal);
+    const b = cache.get('a', run.compute, new AbortController().signal);
     gone.abort(new Error('client gone'));
     await expect(a).rejects.toThrow('client gone');
-    expect(runSignal.aborted).toBe(false);
-    release(emb(4));
+    expect(run.signal().aborted).toBe(false);
+    run.release(emb(4));
     await expect(b).resolves.toHaveLength(4);
     expect(cache.size).toBe(1);
   });
@@ -99,21 +105,14 @@ describe('ImageEmbeddingCache', () => {
 
   it('a waiter with no signal keeps the run alive when the others abort', async () => {
     const cache = new ImageEmbeddingCache(1024);
-    let runSignal!: AbortSignal;
-    let release!: (v: Float32Array) => void;
-    const compute = (signal: AbortSignal) => {
-      runSignal = signal;
-      return new Promise<Float32Array>((r) => {
-        release = r;
-      });
-    };
+    const run = heldRun();
     const gone = new AbortController();
-    const a = cache.get('a', compute, gone.signal);
-    const b = cache.get('a', compute);
+    const a = cache.get('a', run.compute, gone.signal);
+    const b = cache.get('a', run.compute);
     gone.abort(new Error('gone'));
     await expect(a).rejects.toThrow('gone');
-    expect(runSignal.aborted).toBe(false);
-    release(emb(3));
+    expect(run.signal().aborted).toBe(false);
+    run.release(emb(3));
     await expect(b).resolves.toHaveLength(3);
   });
 });

@@ -7,6 +7,15 @@ import type { ModelSpec } from '../../model.js';
 import { cudaBackend } from './cuda-backend.js';
 import { kvTokensForMemory } from './cuda-executor.js';
 
+/** `createExecutor` on no checkpoint: what the backend checks before it touches one. */
+const createWith = (dtype: string, quantization: 'none' | 'int4', blockSize = 128) =>
+  cudaBackend.createExecutor({} as Checkpoint, { decoder: { headDim: 64 } } as ModelSpec, {
+    blockSize,
+    maxModelLen: 1024,
+    dtype,
+    quantization,
+  });
+
 describe('cudaBackend', () => {
   it('declares fp16 and bf16 with int4 and fails a missing install with the fix command', async () => {
     expect(cudaBackend.name).toBe('cuda');
@@ -16,14 +25,9 @@ describe('cudaBackend', () => {
     const saved = process.env.SWITCHYARD_ORT_CUDA_DIR;
     process.env.SWITCHYARD_ORT_CUDA_DIR = empty;
     try {
-      await expect(
-        cudaBackend.createExecutor({} as Checkpoint, { decoder: { headDim: 64 } } as ModelSpec, {
-          blockSize: 128,
-          maxModelLen: 1024,
-          dtype: 'float16',
-          quantization: 'none',
-        }),
-      ).rejects.toThrow(/libonnxruntime\.so, not found in .*switchyard setup cuda/);
+      await expect(createWith('float16', 'none')).rejects.toThrow(
+        /libonnxruntime\.so, not found in .*switchyard setup cuda/,
+      );
     } finally {
       if (saved === undefined) delete process.env.SWITCHYARD_ORT_CUDA_DIR;
       else process.env.SWITCHYARD_ORT_CUDA_DIR = saved;
@@ -32,25 +36,15 @@ describe('cudaBackend', () => {
   });
 
   it('refuses a dtype it does not serve', async () => {
-    await expect(
-      cudaBackend.createExecutor({} as Checkpoint, { decoder: {} } as ModelSpec, {
-        blockSize: 128,
-        maxModelLen: 1024,
-        dtype: 'float32',
-        quantization: 'none',
-      }),
-    ).rejects.toThrow(/dtype 'float32' is not supported on the cuda device; use float16/);
+    await expect(createWith('float32', 'none')).rejects.toThrow(
+      /dtype 'float32' is not supported on the cuda device; use float16/,
+    );
   });
 
   it('refuses int4 weights with bf16 activations, saying what to use', async () => {
-    await expect(
-      cudaBackend.createExecutor({} as Checkpoint, { decoder: { headDim: 64 } } as ModelSpec, {
-        blockSize: 256,
-        maxModelLen: 1024,
-        dtype: 'bfloat16',
-        quantization: 'int4',
-      }),
-    ).rejects.toThrow(/int4 weights run with float16 activations on cuda; use --dtype float16/);
+    await expect(createWith('bfloat16', 'int4', 256)).rejects.toThrow(
+      /int4 weights run with float16 activations on cuda; use --dtype float16/,
+    );
   });
 
   it('sizes the KV pool like vLLM: in-use memory plus the pool within utilization × total', () => {

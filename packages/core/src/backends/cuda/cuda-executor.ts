@@ -12,7 +12,7 @@ import { gatherImageRows } from '../image-rows.js';
 import { PagedAttentionIO, pagedAttention } from '../webgpu/paged-attention.js';
 import { openCudaProvider } from './cuda-provider.js';
 import type { CudaRuntime } from './cuda-runtime.js';
-import type { CudaLibraries } from './install.js';
+import { type CudaLibraries, locateCudaLibraries } from './install.js';
 import type { OrtRuntime, Ptr } from './ort-capi.js';
 import { type PackedLayout, packDecodeBucket, packedLayout, packStep, stepShape } from './step-inputs.js';
 
@@ -257,21 +257,21 @@ export class CudaExecutor implements Executor {
       fuseNorms: settings.fuseNorms ?? true,
       argmaxChunks: settings.argmaxChunks ?? 128,
     };
-    const provider = openCudaProvider({
-      cudaLibDir: settings.cudaLibDir,
-      logLevel: settings.logLevel,
-      libraries: options.libraries,
-    });
+    // The libraries first (a missing install fails at once), the graph next (it may take minutes),
+    // the provider last: the order measured on the H200 (opening the provider before a long graph
+    // build was followed by crashes in the first bf16/int4 runs; docs/decisions/0008).
+    const libraries = options.libraries ?? locateCudaLibraries({ cudaLibDir: settings.cudaLibDir });
+    const graph = cachedGraph(
+      ckpt,
+      'decoder-paged',
+      { spec, ep: 'cuda', ...recipe },
+      (g, w, derived) => buildDecoder(g, spec, w, cudaRecipe(recipe, derived)),
+      dtype,
+      { convertAll: recipe.linear === 'int4' },
+    );
+    const provider = openCudaProvider({ logLevel: settings.logLevel, libraries });
     const { ort, cuda, device } = provider;
     try {
-      const graph = cachedGraph(
-        ckpt,
-        'decoder-paged',
-        { spec, ep: 'cuda', ...recipe },
-        (g, w, derived) => buildDecoder(g, spec, w, cudaRecipe(recipe, derived)),
-        dtype,
-        { convertAll: recipe.linear === 'int4' },
-      );
       const model = new Uint8Array(readFileSync(graph.path));
       const folder = graph.externalDataFolder ?? dirname(graph.path);
       const open = (cudaGraph: boolean): Ptr => {
