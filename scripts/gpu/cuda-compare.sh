@@ -26,6 +26,8 @@ for what in "$@"; do
         SKIP_EXECUTOR=1 LOG=0 node scripts/gpu/cuda-diag-vision.mjs .gpu/fixtures/$f > "$OUT/cuda-diag-$f.log" 2>&1; echo "tower $f rc=$?" | tee -a "$OUT/cuda-diag.txt"
       done ;;
     conformance)
+      # vitest travels apart (.device/testtools.tar.xz from prepare.sh; carry it with this call).
+      [ -f .device/testtools.tar.xz ] && tar -xJf .device/testtools.tar.xz
       (cd packages/server && SWITCHYARD_FIXTURES=$PWD/../../.gpu/fixtures SWITCHYARD_TEST_DEVICE=cuda \
         node ../../node_modules/vitest/vitest.mjs run src/engine-conformance.test.ts 2>&1 | tee "$OUT/cuda-conformance.log" | tail -8) ;;
     int4:*|nograph:*|bf16:*)

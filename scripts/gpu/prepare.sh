@@ -12,6 +12,8 @@ xz -d -T2 -f .device/tree.tar.xz
 tar --delete -f .device/tree.tar --wildcards './node_modules/@biomejs*' './node_modules/fast-check*' \
   './node_modules/openai*' './node_modules/esprima*' './node_modules/@types*' 2>/dev/null || true
 xz -T2 -6 -f .device/tree.tar
+# vitest and what it loads (pack.sh leaves them out), ~10 MB: `cuda-compare.sh conformance` unpacks it.
+tar -cJf .device/testtools.tar.xz node_modules/{vitest,@vitest,vite,rolldown,@rolldown,lightningcss,lightningcss-linux-x64-gnu}
 du -sh .device/*
 rm -rf .gpu && mkdir -p .gpu/fixtures
 cp ../shared/device/hf_peer.py .gpu/
