@@ -95,6 +95,12 @@ export function buildDecoder(
     if (weight.endsWith('o_proj') || weight.endsWith('down_proj')) return hiddenSize;
     return spec.intermediateSize;
   };
+  /** Input width of a projection (its weight's columns). */
+  const colsOf = (weight: string): number => {
+    if (weight.endsWith('o_proj')) return H * D;
+    if (weight.endsWith('down_proj')) return spec.intermediateSize;
+    return hiddenSize;
+  };
   const concat = (names: string[]): string =>
     names.length === 1 ? w(names[0]) : g.op('Concat', names.map(w), { axis: 0 });
   /** MatMulNBits on the group's weights, concatenated and quantized to int4 at build time. */
@@ -102,21 +108,16 @@ export function buildDecoder(
     const derived = options.derived;
     if (!derived) throw new Error('int4 weights need derived weights from the graph cache');
     const N = sizes.reduce((a, b) => a + b, 0);
-    const parts = group.map((n) => derived.read(`${n}.weight`));
-    const K = parts[0].length / sizes[0];
-    const all = new Float32Array(N * K);
-    let offset = 0;
-    for (const part of parts) {
-      all.set(part, offset);
-      offset += part.length;
-    }
-    const { packed, scales } = quantizeInt4(all, N, K);
+    const K = colsOf(group[0]);
     const id = `${group[0]}.int4`;
-    const B = derived.add({ name: `${id}.B`, dataType: DataType.UINT8, dims: [N, K / 32, 16] }, packed);
-    const S = derived.add(
-      { name: `${id}.scales`, dataType: DataType.FLOAT16, dims: [N * (K / 32)] },
-      new Uint8Array(scales.buffer),
-    );
+    const { B, scales: S } = derived.int4
+      ? derived.int4(
+          group.map((n) => `${n}.weight`),
+          N,
+          K,
+          id,
+        )
+      : quantizedNow(derived, group, N, K, id);
     return g.op(
       'MatMulNBits',
       [x, B, S],
@@ -272,4 +273,29 @@ export function embedTokens(
   );
   const isImage = g.op('Unsqueeze', [g.op('GreaterOrEqual', [index, g.int32([0])]), g.int64([1])]);
   return g.op('Where', [isImage, rows, x], {}, { name: 'merge_embeds' });
+}
+
+/** The group's weights read, stacked and quantized here (derived weights without `int4`). */
+function quantizedNow(
+  derived: DerivedWeights,
+  group: string[],
+  N: number,
+  K: number,
+  id: string,
+): { B: string; scales: string } {
+  const all = new Float32Array(N * K);
+  let offset = 0;
+  for (const n of group) {
+    const part = derived.read(`${n}.weight`);
+    all.set(part, offset);
+    offset += part.length;
+  }
+  const { packed, scales } = quantizeInt4(all, N, K);
+  return {
+    B: derived.add({ name: `${id}.B`, dataType: DataType.UINT8, dims: [N, K / 32, 16] }, packed),
+    scales: derived.add(
+      { name: `${id}.scales`, dataType: DataType.FLOAT16, dims: [N * (K / 32)] },
+      new Uint8Array(scales.buffer),
+    ),
+  };
 }

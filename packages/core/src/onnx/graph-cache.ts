@@ -21,6 +21,7 @@ import {
   type TensorEntry,
 } from '../loader/safetensors.js';
 import { GraphBuilder } from './graph-builder.js';
+import { type Int4Job, quantizeInt4Jobs } from './int4-jobs.js';
 import { DataType, type DataTypeCode, encodeModel, type TensorDef } from './proto.js';
 import type { DerivedWeights, WeightRef } from './weights.js';
 
@@ -100,7 +101,30 @@ export function cachedGraph(
         g.initializer(converted.addBytes(def, bytes));
         return def.name;
       },
+      int4: (weights, N, K, id) => {
+        if (inPlace) throw new Error('derived weights need cachedGraph(..., { convertAll: true })');
+        const B = converted.reserve(
+          { name: `${id}.B`, dataType: DataType.UINT8, dims: [N, K / 32, 16] },
+          (N * K) / 2,
+        );
+        const scales = converted.reserve(
+          { name: `${id}.scales`, dataType: DataType.FLOAT16, dims: [(N * K) / 32] },
+          (N * K) / 16,
+        );
+        g.initializer(B);
+        g.initializer(scales);
+        for (const _ of weights) tick();
+        int4Jobs.push({
+          parts: weights.map((w) => ckpt.tensor(w)),
+          N,
+          K,
+          offsetB: B.external!.offset,
+          offsetScales: scales.external!.offset,
+        });
+        return { B: B.name, scales: scales.name };
+      },
     };
+    const int4Jobs: Int4Job[] = [];
     build(
       g,
       (weight) => {
@@ -117,6 +141,7 @@ export function cachedGraph(
     );
     converted.close();
     reportLoadProgress(stage, total, total);
+    quantizeInt4Jobs(int4Jobs, join(tmp, 'weights.bin'));
     writeFileSync(join(tmp, `${name}.onnx`), encodeModel(g.build({ '': 21, 'com.microsoft': 1 }, name)));
     mkdirSync(join(cacheRoot(), 'graphs'), { recursive: true });
     try {
@@ -170,13 +195,16 @@ class ConvertedWeights {
   }
 
   addBytes(tensor: { name: string; dataType: DataTypeCode; dims: number[] }, bytes: Uint8Array): TensorDef {
+    const def = this.reserve(tensor, bytes.length);
+    writeSync(this.fd!, bytes, 0, bytes.length, def.external!.offset);
+    return def;
+  }
+
+  /** Room for a tensor of `length` bytes, written later at its `external.offset` (by `addBytes` or a worker). */
+  reserve(tensor: { name: string; dataType: DataTypeCode; dims: number[] }, length: number): TensorDef {
     this.fd ??= openSync(this.path, 'w');
-    writeSync(this.fd, bytes, 0, bytes.length, this.offset);
-    const def: TensorDef = {
-      ...tensor,
-      external: { location: 'weights.bin', offset: this.offset, length: bytes.length },
-    };
-    this.offset += bytes.length;
+    const def: TensorDef = { ...tensor, external: { location: 'weights.bin', offset: this.offset, length } };
+    this.offset += length;
     // ORT maps external data; keep each tensor 64-byte aligned.
     this.offset = Math.ceil(this.offset / 64) * 64;
     return def;
