@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine, after `. .device/setup.sh`: our engine on cuda beside the peers, one machine,
 # one go. Results to $OUT (ours-*.log / peer-*.log / compiled-*.log hold 'RESULT {json}' lines).
-#   bash scripts/gpu/cuda-compare.sh [parity[-bf16][-text]] [diag] [conformance] [SHAPE] [int4:SHAPE] [bf16:SHAPE]
+#   bash scripts/gpu/cuda-compare.sh [parity[-bf16][-text]] [diag] [bisect] [conformance] [SHAPE] [int4:SHAPE] [bf16:SHAPE]
 #        [nograph:SHAPE] [compiled:SHAPE] [batchpeer:SHAPE] [peers:SHAPE]
 # SHAPE: qwen2.5-0.5b | llama3-8b (hf_peer.py make); peers = compiled + bench (eager, generate_batch);
 # batchpeer = bench alone. parity covers the text fixtures (executor and engine) and the VLM fixtures
@@ -24,6 +24,12 @@ for what in "$@"; do
       done 2>&1 | tee "$OUT/cuda-diag.txt"
       for f in llava-tiny internvl-tiny; do
         SKIP_EXECUTOR=1 LOG=0 node scripts/gpu/cuda-diag-vision.mjs .gpu/fixtures/$f > "$OUT/cuda-diag-$f.log" 2>&1; echo "tower $f rc=$?" | tee -a "$OUT/cuda-diag.txt"
+      done ;;
+    bisect)
+      # The first tower node whose run crashes the CUDA provider (decision 0008's addendum).
+      for f in llava-tiny internvl-tiny; do
+        node scripts/gpu/cuda-bisect-tower.mjs .gpu/fixtures/$f basic > "$OUT/cuda-bisect-$f.json" 2>&1
+        grep -A3 '"first_crash"' "$OUT/cuda-bisect-$f.json" | head -4
       done ;;
     conformance)
       # vitest travels apart (.device/testtools.tar.xz from prepare.sh; carry it with this call).
