@@ -128,7 +128,7 @@ export function buildInternVLVisionGraph(g: GraphBuilder, spec: InternVisionSpec
 
   const pixels = visionInput(g, spec);
   const patches = ops.patchEmbed(pixels, `${p}embeddings.patch_embeddings.projection`, true);
-  let x = ops.prependCls(pixels, w(`${p}embeddings.cls_token`), patches);
+  let x = ops.prependCls(w(`${p}embeddings.cls_token`), patches);
   if (spec.absolutePositionEmbeddings) {
     x = g.op('Add', [x, w(`${p}embeddings.position_embeddings`)], {}, { name: 'position_embedding' });
   }

@@ -88,7 +88,7 @@ export function buildLlavaVisionGraph(g: GraphBuilder, spec: ClipVisionSpec, w: 
   const pixels = visionInput(g, spec);
   const patches = ops.patchEmbed(pixels, `${p}embeddings.patch_embedding`, false);
   const cls = g.reshape(w(`${p}embeddings.class_embedding`), [1, 1, D]);
-  let x = ops.prependCls(pixels, cls, patches);
+  let x = ops.prependCls(cls, patches);
   x = g.op('Add', [x, w(`${p}embeddings.position_embedding.weight`)], {}, { name: 'position_embedding' });
   x = g.reshape(ops.layerNorm(x, `${p}pre_layrnorm`, spec.layerNormEps), [-1, D]);
 

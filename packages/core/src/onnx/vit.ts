@@ -213,12 +213,21 @@ export class VitOps {
     return g.transpose(g.reshape(y, [0, spec.hiddenSize, -1]), [0, 2, 1]);
   }
 
-  /** Concatenates a [1, 1, D] CLS embedding, broadcast over the batch, before [N, P, D] patches. */
-  prependCls(pixels: string, cls: string, patches: string): string {
+  /**
+   * Concatenates a [1, 1, D] CLS embedding, broadcast over the batch, before [N, P, D] patches.
+   * The batch comes from the patches themselves (their first row × 0, plus the CLS row), not from
+   * a Shape op: ORT 1.29's CUDA plugin provider crashes on Shape's CPU-side output (its
+   * OrtMemTypeCPUOutput memory info; onnxruntime#28329). Exact for finite patch embeddings.
+   */
+  prependCls(cls: string, patches: string): string {
     const { g } = this;
-    const n = g.op('Slice', [g.op('Shape', [pixels]), g.int64([0]), g.int64([1])], {}, { name: 'batch' });
-    const shape = g.op('Concat', [n, g.int64([1, this.spec.hiddenSize])], { axis: 0 }, { name: 'shape' });
-    const clsN = g.op('Expand', [cls, shape], {}, { name: 'cls' });
+    const first = g.op(
+      'Slice',
+      [patches, g.int64([0]), g.int64([1]), g.int64([1])],
+      {},
+      { name: 'first_patch' },
+    );
+    const clsN = g.op('Add', [g.op('Mul', [first, g.float32([0])]), cls], {}, { name: 'cls' });
     return g.op('Concat', [clsN, patches], { axis: 1 }, { name: 'embeddings' });
   }
 
