@@ -84,7 +84,12 @@ const measure = async (requests) => {
     },
   };
 };
+// Each phase says when it starts and ends (stderr), so a run that dies shows where.
+const phase = (what) =>
+  process.stderr.write(`PHASE ${what} ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+phase('loaded');
 await engine.generate([req(prompts.bs1, 8)]);
+phase('warm-up done');
 if (mode === 'bs1' || mode === 'all') {
   await engine.generate([req(prompts.bs1, 32)]);
   const m = await measure([req(prompts.bs1, 256)]);
@@ -93,10 +98,12 @@ if (mode === 'bs1' || mode === 'all') {
   r.bs1_decode_only_tok_s = 255 / ((m.wall - ttft) / 1000);
   r.bs1_ms_per_step = m.wall / m.steps;
   r.bs1_split = m.split;
+  phase(`bs1 done: ${r.bs1_decode_tok_s.toFixed(1)} tok/s`);
 }
 if (mode === 'batch' || mode === 'all') {
   const ps = prompts.batch.slice(0, N).map((p) => p.slice(0, IN));
   await engine.generate(ps.slice(0, 8).map((p) => req(p, 4)));
+  phase('batch warm-up done (8 prompts)');
   const m = await measure(ps.map((p) => req(p, OUT)));
   const done = m.res.reduce((a, x) => a + x.usage.completionTokens, 0);
   Object.assign(r, {

@@ -40,7 +40,7 @@ for what in "$@"; do
       m=${what#*:}; make_model "$m"
       case "${what%%:*}" in int4) e=QUANT=int4 ;; bf16) e=DTYPE=bfloat16 ;; *) e=GRAPH=0 ;; esac
       env $e node scripts/gpu/cuda-bench.mjs "/tmp/models/$m" all 2>&1 \
-        | tee "$OUT/ours-${what%%:*}-$m.log" | grep -E 'RESULT|Error|rror:' ;;
+        | tee "$OUT/ours-${what%%:*}-$m.log" | grep -E 'RESULT|PHASE|Error|rror:'; echo "exit ${PIPESTATUS[0]} ($what)" ;;
     compiled:*)
       m=${what#*:}; make_model "$m"
       python3 .gpu/hf_peer.py compiled "/tmp/models/$m" 2>&1 | tee "$OUT/compiled-$m.log" | grep RESULT ;;
@@ -53,6 +53,6 @@ for what in "$@"; do
       python3 .gpu/hf_peer.py bench "/tmp/models/$m" 2>&1 | tee "$OUT/peer-$m.log" | grep RESULT ;;
     *)
       make_model "$what"
-      node scripts/gpu/cuda-bench.mjs "/tmp/models/$what" all 2>&1 | tee "$OUT/ours-$what.log" | grep -E 'RESULT|Error|rror:' ;;
+      node scripts/gpu/cuda-bench.mjs "/tmp/models/$what" all 2>&1 | tee "$OUT/ours-$what.log" | grep -E 'RESULT|PHASE|Error|rror:'; echo "exit ${PIPESTATUS[0]} ($what)" ;;
   esac
 done
