@@ -1,9 +1,15 @@
-// The VLM fixtures through the engine on cuda: the decoder on the GPU, the towers wherever the
-// cuda backend runs them (the CPU provider for now; decision 0008's addendum). GPU machine.
-//   node scripts/gpu/cuda-vlm.mjs FIXTURES_DIR > vlm.json
+// The VLM fixtures through the engine on cuda: the decoder on the GPU, the towers on the CPU
+// provider (the default) or, with TOWERS=cuda, on the CUDA provider (settings.visionTower;
+// decision 0008's addendum). GPU machine.
+//   [TOWERS=cuda] node scripts/gpu/cuda-vlm.mjs FIXTURES_DIR > vlm.json
 import { vlmParity } from './vlm-parity.mjs';
 
-const rows = await vlmParity(process.argv[2], { device: 'cuda', blockSize: 256 });
+const towers = process.env.TOWERS ?? 'cpu';
+const rows = await vlmParity(process.argv[2], {
+  device: 'cuda',
+  blockSize: 256,
+  settings: { visionTower: towers },
+});
 const ok = rows.every((r) => r.prompt_ids_equal && r.ids_equal_where_margin_over_0_05);
-console.log(JSON.stringify({ vlm_ok: ok, vlm: rows }, null, 1));
-console.error(`cuda VLM parity: ${ok ? 'PASS' : 'FAIL'}`);
+console.log(JSON.stringify({ towers, vlm_ok: ok, vlm: rows }, null, 1));
+console.error(`cuda VLM parity (towers on ${towers}): ${ok ? 'PASS' : 'FAIL'}`);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Checkpoint } from '../../loader/checkpoint.js';
-import type { ModelSpec } from '../../model.js';
+import type { ModelSpec, VisionTowerSpec } from '../../model.js';
 import { cudaBackend } from './cuda-backend.js';
 import { kvTokensForMemory } from './cuda-executor.js';
 
@@ -45,6 +45,16 @@ describe('cudaBackend', () => {
     await expect(createWith('bfloat16', 'int4', 256)).rejects.toThrow(
       /int4 weights run with float16 activations on cuda; use --dtype float16/,
     );
+  });
+
+  it('runs towers where settings.visionTower says, refusing other places', async () => {
+    const tower = { name: 'clip' } as VisionTowerSpec;
+    await expect(
+      cudaBackend.createVisionRunner!({} as Checkpoint, tower, {
+        dtype: 'float16',
+        settings: { visionTower: 'gpu' },
+      }),
+    ).rejects.toThrow(/visionTower must be 'cpu' or 'cuda', got 'gpu'/);
   });
 
   it('sizes the KV pool like vLLM: in-use memory plus the pool within utilization × total', () => {

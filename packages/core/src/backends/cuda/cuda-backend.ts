@@ -21,6 +21,7 @@ const SETTING_KEYS = new Set<keyof CudaSettings>([
   'cudaGraph',
   'graphBatchSizes',
   'profilePrefix',
+  'visionTower',
 ]);
 
 /** The backend's `settings` as `CudaSettings`; an unknown key is an error naming the known ones. */
@@ -74,12 +75,42 @@ export const cudaBackend: Backend = {
     });
   },
   /**
-   * Towers run on the CPU provider for now: the same tower in a C API session on the CUDA
-   * provider (`CapiVisionRunner`, tested on ORT's CPU provider) crashed inside its first run on
-   * the H200 at every optimization level (ORT 1.29; docs/decisions/0008). Concurrent requests'
-   * images are still encoded in one batch (the engine's `BatchingVisionRunner`).
+   * Towers run on the CPU provider unless `settings.visionTower` is 'cuda': the same tower in a C
+   * API session on the CUDA provider (`CapiVisionRunner`, tested on ORT's CPU provider) crashed in
+   * its first run on the H200 (ORT 1.29) before its graphs lost their Shape op; 'cuda' stays
+   * opt-in until a GPU run shows it passes (docs/decisions/0008). Either way concurrent requests'
+   * images are encoded in one batch (the engine's `BatchingVisionRunner`).
    */
-  createVisionRunner(checkpoint, tower) {
-    return cpuBackend.createVisionRunner!(checkpoint, tower, { dtype: 'float32' });
+  async createVisionRunner(checkpoint, tower, options) {
+    const settings = cudaSettings(options.settings);
+    const where = settings.visionTower ?? 'cpu';
+    if (where !== 'cpu' && where !== 'cuda') {
+      throw new SwitchyardError(
+        `cuda setting visionTower must be 'cpu' or 'cuda', got '${where}'`,
+        'invalid_request',
+        'settings',
+      );
+    }
+    if (where === 'cpu') {
+      return cpuBackend.createVisionRunner!(checkpoint, tower, { dtype: 'float32' });
+    }
+    const [{ openCudaProvider }, { CapiVisionRunner }] = await Promise.all([
+      import('./cuda-provider.js'),
+      import('./capi-vision-runner.js'),
+    ]);
+    const provider = openCudaProvider({ cudaLibDir: settings.cudaLibDir, logLevel: settings.logLevel });
+    try {
+      return CapiVisionRunner.open(provider.ort, checkpoint, tower, {
+        appendProvider: (so) =>
+          provider.ort.appendProvider(so, provider.device, { arena_extend_strategy: 'kSameAsRequested' }),
+        onDispose: provider.close,
+      });
+    } catch (e) {
+      provider.close();
+      throw new SwitchyardError(
+        `the cuda execution provider could not load the ${tower.name} vision tower: ${(e as Error).message}`,
+        'model_load',
+      );
+    }
   },
 };

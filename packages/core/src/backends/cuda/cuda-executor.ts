@@ -45,6 +45,11 @@ export interface CudaSettings {
   graphBatchSizes?: number[];
   /** ORT's profiler on, writing `<prefix>_<date>.json` (see `endProfiling`). */
   profilePrefix?: string;
+  /**
+   * Where a VLM's vision tower runs: 'cpu' (default; ORT's CPU provider) or 'cuda' (its own
+   * session on the CUDA provider; opt-in until verified on the GPU, docs/decisions/0008).
+   */
+  visionTower?: 'cpu' | 'cuda';
 }
 
 /** Decode batch sizes captured as CUDA graphs (like vLLM's capture sizes, up to 256). */
