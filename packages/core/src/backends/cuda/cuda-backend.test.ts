@@ -48,7 +48,7 @@ describe('cudaBackend', () => {
   });
 
   it('runs towers where settings.visionTower says, refusing other places', async () => {
-    const tower = { name: 'clip' } as VisionTowerSpec;
+    const tower = { name: 'tower' } as VisionTowerSpec;
     await expect(
       cudaBackend.createVisionRunner!({} as Checkpoint, tower, {
         dtype: 'float16',
