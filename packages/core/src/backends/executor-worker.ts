@@ -7,11 +7,11 @@
  * On a thread, logits and token ids go back transferred, not copied.
  */
 import { parentPort } from 'node:worker_threads';
-import { backendRegistry, createContainer, modelRegistry } from '../container.js';
+import { backendRegistry } from '../container.js';
 import type { ExecutorOptions } from '../contracts/backend.js';
 import { SwitchyardError } from '../errors.js';
 import type { Executor, StepSequence } from '../executor.js';
-import { Checkpoint } from '../loader/checkpoint.js';
+import { describeInWorker } from '../worker-container.js';
 
 export interface ExecutorThreadSetup {
   model: string;
@@ -26,18 +26,8 @@ export type ToWorker =
   | { setup: ExecutorThreadSetup }
   | { id: number; kind: 'run' | 'runGreedy' | 'dispose'; batch?: StepSequence[] };
 
-type Register = (container: ReturnType<typeof createContainer>) => unknown;
-
 async function open({ model, modules, device, options }: ExecutorThreadSetup): Promise<Executor> {
-  const container = createContainer();
-  for (const url of modules) {
-    const mod = (await import(url)) as { register?: Register; registerBuiltins?: Register };
-    const register = mod.register ?? mod.registerBuiltins;
-    if (!register) throw new Error(`${url} exports neither register nor registerBuiltins`);
-    register(container);
-  }
-  const checkpoint = Checkpoint.open(model);
-  const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
+  const { container, checkpoint, spec } = await describeInWorker(model, modules);
   return backendRegistry(container).get(device).createExecutor(checkpoint, spec, options);
 }
 

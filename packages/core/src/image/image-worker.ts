@@ -6,10 +6,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import sharp from 'sharp';
-import { createContainer, modelRegistry } from '../container.js';
 import { SwitchyardError } from '../errors.js';
-import { Checkpoint } from '../loader/checkpoint.js';
 import type { MultimodalSpec } from '../model.js';
+import { describeInWorker } from '../worker-container.js';
 import { decodeImage } from './decode.js';
 
 interface Setup {
@@ -17,18 +16,8 @@ interface Setup {
   modules: string[];
 }
 
-type Register = (container: ReturnType<typeof createContainer>) => unknown;
-
 async function load({ model, modules }: Setup): Promise<MultimodalSpec> {
-  const container = createContainer();
-  for (const url of modules) {
-    const mod = (await import(url)) as { register?: Register; registerBuiltins?: Register };
-    const register = mod.register ?? mod.registerBuiltins;
-    if (!register) throw new Error(`${url} exports neither register nor registerBuiltins`);
-    register(container);
-  }
-  const checkpoint = Checkpoint.open(model);
-  const spec = modelRegistry(container).get(checkpoint.architecture).describe(checkpoint);
+  const { checkpoint, spec } = await describeInWorker(model, modules);
   if (!spec.multimodal) throw new Error(`${checkpoint.architecture} takes no images`);
   return spec.multimodal;
 }
