@@ -13,6 +13,7 @@ import { Checkpoint, createContainer, modelRegistry } from '@switchyard/core';
 import { registerBuiltins } from '@switchyard/server';
 import { CudaExecutor } from '../../packages/core/dist/backends/cuda/index.js';
 import { createCudaEngine } from './cuda-engine.mjs';
+import { executorCase, idsAgree } from './parity-case.mjs';
 import { vlmParity } from './vlm-parity.mjs';
 
 const root = process.argv[2];
@@ -21,10 +22,6 @@ const dtype = process.env.DTYPE ?? 'float16';
 const container = registerBuiltins(createContainer());
 const results = [];
 const engineResults = [];
-const sureSteps = (c) => {
-  const thin = c.margins.findIndex((m) => m < 5e-2);
-  return thin === -1 ? c.generated_ids.length : thin;
-};
 for (const name of ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny']) {
   const dir = join(root, name);
   const ckpt = Checkpoint.open(dir);
@@ -39,31 +36,9 @@ for (const name of ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny']) {
     dtype,
   });
   for (const [i, c] of ref.chat.entries()) {
-    const b = readFileSync(join(dir, c.logits0_file));
-    const want = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
     const blocks = Array.from({ length: perSeq }, (_, x) => x + (i % 4) * perSeq);
-    let logits = await ex.run([{ tokenIds: c.prompt_ids, start: 0, blockTable: blocks, sample: true }]);
-    let maxDiff = 0;
-    for (let v = 0; v < want.length; v++) maxDiff = Math.max(maxDiff, Math.abs(want[v] - logits[v]));
-    const ids = [];
-    for (let s = 0; s < c.generated_ids.length; s++) {
-      let best = 0;
-      for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
-      ids.push(best);
-      logits = await ex.run([
-        { tokenIds: [best], start: c.prompt_ids.length + s, blockTable: blocks, sample: true },
-      ]);
-    }
-    const sure = sureSteps(c);
-    results.push({
-      fixture: name,
-      case: i,
-      max_abs_logit_diff: maxDiff,
-      ids_equal_where_margin_over_0_05: ids.slice(0, sure).every((t, k) => t === c.generated_ids[k]),
-      first_divergence: ids.findIndex((t, k) => t !== c.generated_ids[k]),
-      steps_compared: sure,
-      graph_steps: ex.graphSteps,
-    });
+    const row = await executorCase(ex, dir, c, blocks);
+    results.push({ fixture: name, case: i, ...row, graph_steps: ex.graphSteps });
   }
   await ex.dispose();
 
@@ -81,15 +56,7 @@ for (const name of ['qwen2-tiny', 'llama3-tiny', 'qwen3-tiny']) {
     })),
   );
   for (const [i, c] of ref.chat.entries()) {
-    const sure = sureSteps(c);
-    engineResults.push({
-      fixture: name,
-      case: i,
-      ids_equal_where_margin_over_0_05: out[i].outputs[0].tokenIds
-        .slice(0, sure)
-        .every((t, k) => t === c.generated_ids[k]),
-      steps_compared: sure,
-    });
+    engineResults.push({ fixture: name, case: i, ...idsAgree(out[i].outputs[0].tokenIds, c) });
   }
   await engine.close();
 }

@@ -13,6 +13,7 @@ import {
   WebGpuExecutor,
 } from '@switchyard/core';
 import { registerBuiltins } from '@switchyard/server';
+import { executorCase } from './parity-case.mjs';
 import { vlmParity } from './vlm-parity.mjs';
 
 const root = process.argv[2];
@@ -42,33 +43,9 @@ for (const [name, dir] of fixtures) {
   });
   const table = Array.from({ length: 16 }, (_, i) => i);
   for (const [i, c] of ref.chat.entries()) {
-    const b = readFileSync(join(dir, c.logits0_file));
-    const want = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
     // Each case gets its own blocks, so cases never read each other's KV.
     const blocks = table.map((x) => (x + i * 16 < 64 ? x + (i % 4) * 16 : x));
-    let logits = await ex.run([{ tokenIds: c.prompt_ids, start: 0, blockTable: blocks, sample: true }]);
-    let maxDiff = 0;
-    for (let v = 0; v < want.length; v++) maxDiff = Math.max(maxDiff, Math.abs(want[v] - logits[v]));
-    const ids = [];
-    for (let s = 0; s < c.generated_ids.length; s++) {
-      let best = 0;
-      for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
-      ids.push(best);
-      logits = await ex.run([
-        { tokenIds: [best], start: c.prompt_ids.length + s, blockTable: blocks, sample: true },
-      ]);
-    }
-    const thin = c.margins.findIndex((m) => m < 5e-2);
-    const sure = thin === -1 ? ids.length : thin;
-    const agree = ids.findIndex((t, k) => t !== c.generated_ids[k]);
-    results.push({
-      fixture: name,
-      case: i,
-      max_abs_logit_diff: maxDiff,
-      ids_equal_where_margin_over_0_05: ids.slice(0, sure).every((t, k) => t === c.generated_ids[k]),
-      first_divergence: agree,
-      steps_compared: sure,
-    });
+    results.push({ fixture: name, case: i, ...(await executorCase(ex, dir, c, blocks)) });
   }
   await ex.dispose();
 }
