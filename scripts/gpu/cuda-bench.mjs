@@ -1,8 +1,10 @@
 // Our engine on the cuda executor, on a real-shape checkpoint made by hf_peer.py (GPU machine),
 // with the same prompts the peer sends. Prints one JSON line 'RESULT {...}'.
-//   node scripts/gpu/cuda-bench.mjs MODEL_DIR [bs1|batch|all] [N IN OUT]
+//   node scripts/gpu/cuda-bench.mjs MODEL_DIR [bs1|batch|all|sweep] [N IN OUT]
+// sweep: decode ms per step at batch sizes 1…64 (SWEEP="1,2,4"), 128-token prompts → 64 tokens each.
 // env: DTYPE=bfloat16, QUANT=int4, GRAPH=0 (no CUDA graphs), META=0 (no attention_metadata), BLOCK (default 256),
-//      KV (pool tokens), BUDGET (max batched tokens, 8192), LINEAR=gemm
+//      KV (pool tokens), BUDGET (max batched tokens, 8192), LINEAR=gemm,
+//      INT4_MAX=N|all (with QUANT=int4: decode batches up to N run int4, the rest fp16; default 4)
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createCudaEngine } from './cuda-engine.mjs';
@@ -31,6 +33,9 @@ const engine = await createCudaEngine(
     attentionMetadata: process.env.META !== '0',
     ...(process.env.LINEAR ? { linear: process.env.LINEAR } : {}),
     ...(process.env.ARGMAX ? { argmaxChunks: Number(process.env.ARGMAX) } : {}),
+    ...(process.env.INT4_MAX
+      ? { int4MaxBatch: process.env.INT4_MAX === 'all' ? 'all' : Number(process.env.INT4_MAX) }
+      : {}),
   },
 );
 const ex = engine.executor;
@@ -38,6 +43,7 @@ const r = {
   model,
   engine: 'switchyard cuda',
   quantization: process.env.QUANT ?? 'none',
+  int4_max_batch: process.env.QUANT === 'int4' ? (process.env.INT4_MAX ?? 'default (4)') : undefined,
   dtype: process.env.DTYPE ?? 'float16',
   cuda_graph: process.env.GRAPH !== '0',
   attention_metadata: process.env.META !== '0',
@@ -64,7 +70,7 @@ const measure = async (requests) => {
       split: { steps, executor_isolation: process.env.EXECUTOR_ISOLATION ?? 'thread' },
     };
   }
-  const before = { ...ex.timing, graph: ex.graphSteps };
+  const before = { ...ex.timing, graph: ex.graphSteps, int4: ex.int4Steps };
   const s = performance.now();
   const res = await engine.generate(requests);
   const wall = performance.now() - s;
@@ -77,6 +83,7 @@ const measure = async (requests) => {
     split: {
       steps,
       graph_steps: ex.graphSteps - before.graph,
+      int4_steps: ex.int4Steps - before.int4,
       ort_run_ms_per_step: d('runMs') / steps,
       copy_in_ms_per_step: d('uploadMs') / steps,
       copy_out_ms_per_step: d('downloadMs') / steps,
@@ -115,6 +122,24 @@ if (mode === 'batch' || mode === 'all') {
     batch_total_tok_s: (done + N * IN) / (m.wall / 1000),
     batch_split: m.split,
   });
+}
+if (mode === 'sweep') {
+  const sizes = (process.env.SWEEP ?? '1,2,4,8,16,32,64').split(',').map(Number);
+  r.sweep = [];
+  for (const b of sizes) {
+    const ps = prompts.batch.slice(0, b).map((p) => p.slice(0, 128));
+    await engine.generate(ps.map((p) => req(p, 8)));
+    const m = await measure(ps.map((p) => req(p, 64)));
+    const ttft = Math.max(...m.res.map((x) => x.metrics.ttftMs));
+    const decodeMs = (m.wall - ttft) / 63;
+    r.sweep.push({
+      batch: b,
+      decode_ms_per_step: decodeMs,
+      decode_tok_s: (b * 1000) / decodeMs,
+      split: m.split,
+    });
+    phase(`sweep ${b}: ${decodeMs.toFixed(2)} ms/step`);
+  }
 }
 console.log(`RESULT ${JSON.stringify(r)}`);
 await engine.close();

@@ -14,7 +14,6 @@ import { HostBuffer, OrtRuntime } from '../../packages/core/dist/backends/cuda/o
 import { visionGraph } from '../../packages/core/dist/backends/vision-input.js';
 import { DataType } from '../../packages/core/dist/onnx/proto.js';
 import { VisionIO } from '../../packages/core/dist/onnx/vit.js';
-import { ortNodeLibrary } from '../../packages/core/dist/testing/capi-tower.js';
 
 const [dir, opt = 'basic', cutArg] = process.argv.slice(2);
 const ckpt = Checkpoint.open(dir);
@@ -54,8 +53,11 @@ if (cutArg !== undefined) {
   // Child: the cut graph in a session like the backend's tower session, one plain Run (ORT
   // allocates the output, whatever its shape); a crash is the exit signal.
   // CPU=1: ORT's CPU provider (onnxruntime-node's core), to check this script anywhere.
+  // capi-tower.js (test helpers) imports vitest, which the GPU tree carries only for conformance.
+  const cpuLibrary = async () =>
+    (await import('../../packages/core/dist/testing/capi-tower.js')).ortNodeLibrary();
   const p =
-    process.env.CPU === '1' ? { ort: new OrtRuntime(ortNodeLibrary()), device: null } : openCudaProvider();
+    process.env.CPU === '1' ? { ort: new OrtRuntime(await cpuLibrary()), device: null } : openCudaProvider();
   const graph = visionGraph(ckpt, cutTower(Number(cutArg)));
   const so = p.ort.sessionOptions({
     optimization: opt,

@@ -18,6 +18,14 @@ const fx = fixture('qwen2-tiny');
 const DEVICE = process.env.SWITCHYARD_TEST_DEVICE ?? 'cpu';
 const EXACT = DEVICE === 'cpu';
 const DEVICE_OPTIONS: Partial<EngineOptions> = EXACT ? {} : { device: DEVICE, kvCacheTokens: 8192 };
+/**
+ * The small KV blocks the scenarios use on cpu; on a GPU device the smallest block PagedAttention
+ * takes is 16, so the small-pool scenarios use blocks of 16 and pools sized to still preempt.
+ */
+const SMALL_POOL = EXACT ? { kvCacheTokens: 128, blockSize: 4 } : { kvCacheTokens: 160, blockSize: 16 };
+const PREFIX_BLOCK = EXACT ? 8 : 16;
+const RANDOM_BLOCKS = EXACT ? [2, 4, 8] : [16, 32, 64];
+const RANDOM_POOL = EXACT ? 128 : 256;
 const COMBOS = [
   ['fcfs', 'paged'],
   ['fcfs', 'radix'],
@@ -127,10 +135,11 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
     });
 
     it('stays exact in a KV pool too small for the batch', async () => {
-      // The shorter prompts all fit the pool at admission (29 blocks of 4 of 32), but not once
-      // they have grown by their outputs (44 blocks): the continuous scheduler must preempt.
+      // The shorter prompts all fit the pool at admission (29 blocks of 4 of 32; 8 of 16 of 10 on
+      // a GPU), but not once they have grown by their outputs (44; 13): the continuous scheduler
+      // must preempt.
       const cs = cases().filter((c) => c.promptIds.length < 50);
-      await withEngine({ ...base, kvCacheTokens: 128, blockSize: 4 }, async (e) => {
+      await withEngine({ ...base, ...SMALL_POOL }, async (e) => {
         const results = await e.generate(
           cs.map((c) => ({ ...request(c), sampling: { maxTokens: 12, ignoreEos: true } })),
         );
@@ -156,7 +165,7 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
             })),
           ),
       );
-      await withEngine({ ...base, blockSize: 8 }, async (e) => {
+      await withEngine({ ...base, blockSize: PREFIX_BLOCK }, async (e) => {
         await e.generate([request(cs[0])]);
         const results = await e.generate(
           shared.map((s) => ({
@@ -168,7 +177,8 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
           expect(r.outputs[0].tokenIds).toEqual(solo[i].outputs[0].tokenIds);
         });
         expect(e.kv.prefixStats().hits).toBeGreaterThan(0);
-        expect(results.every((r) => r.usage.cachedTokens >= Math.floor(prefix.length / 8) * 8)).toBe(true);
+        const cached = Math.floor(prefix.length / PREFIX_BLOCK) * PREFIX_BLOCK;
+        expect(results.every((r) => r.usage.cachedTokens >= cached)).toBe(true);
       });
     });
 
@@ -213,13 +223,13 @@ describe.skipIf(fx.missing)(fixtureTitle(fx, 'engine conformance'), () => {
     const rng = new Rng(7);
     const cs = cases();
     for (const [scheduler, attention] of COMBOS) {
-      const blockSize = [2, 4, 8][Math.floor(rng.next() * 3)];
+      const blockSize = RANDOM_BLOCKS[Math.floor(rng.next() * 3)];
       await withEngine(
         {
           scheduler,
           attention,
           blockSize,
-          kvCacheTokens: 128,
+          kvCacheTokens: RANDOM_POOL,
           maxNumBatchedTokens: 24 + Math.floor(rng.next() * 40),
         },
         async (e) => {

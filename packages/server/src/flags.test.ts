@@ -309,6 +309,22 @@ describe('the cuda device on the command line', () => {
     );
   });
 
+  it('passes --int4-max-batch to the cuda backend with int4 weights, refusing it elsewhere', () => {
+    const flags = (...a: string[]) => engineOptions(parseFlags(['--model', 'm', ...a], ENGINE_FLAGS));
+    const cudaInt4 = ['--device', 'cuda', '--quantization', 'int4'];
+    expect(flags(...cudaInt4, '--int4-max-batch', '8').settings).toEqual({ int4MaxBatch: 8 });
+    expect(flags(...cudaInt4, '--int4-max-batch', 'all').settings).toEqual({ int4MaxBatch: 'all' });
+    expect(() => flags(...cudaInt4, '--int4-max-batch', '0')).toThrow(
+      "--int4-max-batch takes a number of sequences (1 or more) or 'all', got '0'",
+    );
+    expect(() => flags('--device', 'cuda', '--int4-max-batch', '8')).toThrow(
+      '--int4-max-batch applies to --quantization int4; add it or drop the flag',
+    );
+    expect(() => flags('--quantization', 'int4', '--int4-max-batch', '8')).toThrow(
+      '--int4-max-batch is a setting of --device cuda; add --device cuda or drop it',
+    );
+  });
+
   it('without the CUDA provider installed, names the command that installs it (one line)', () => {
     const empty = mkdtempSync(join(tmpdir(), 'no-ort-cuda-'));
     try {

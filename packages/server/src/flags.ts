@@ -18,6 +18,7 @@ export const ENGINE_FLAGS = {
   'kv-cache-tokens': { type: 'string' },
   'gpu-memory-utilization': { type: 'string' },
   'cuda-lib-dir': { type: 'string' },
+  'int4-max-batch': { type: 'string' },
   'block-size': { type: 'string' },
   'no-prefix-caching': { type: 'boolean' },
   'enable-prefix-caching': { type: 'boolean' },
@@ -205,11 +206,27 @@ export function engineOptions(values: Record<string, unknown>): EngineOptions {
   };
 }
 
-/** `--cuda-lib-dir` is a setting of the cuda backend: refused with any other device. */
+/**
+ * `--cuda-lib-dir` and `--int4-max-batch` are settings of the cuda backend: refused with any other
+ * device (and the latter without `--quantization int4`).
+ */
 function cudaSettings(values: Record<string, unknown>): Pick<EngineOptions, 'settings'> {
-  const dir = values['cuda-lib-dir'];
-  if (dir === undefined) return {};
-  if (values.device !== 'cuda')
-    throw new SwitchyardError(`--cuda-lib-dir is a setting of --device cuda; add --device cuda or drop it`);
-  return { settings: { cudaLibDir: String(dir) } };
+  const settings: Record<string, unknown> = {};
+  for (const flag of ['cuda-lib-dir', 'int4-max-batch']) {
+    if (values[flag] !== undefined && values.device !== 'cuda')
+      throw new SwitchyardError(`--${flag} is a setting of --device cuda; add --device cuda or drop it`);
+  }
+  if (values['cuda-lib-dir'] !== undefined) settings.cudaLibDir = String(values['cuda-lib-dir']);
+  const int4 = values['int4-max-batch'];
+  if (int4 !== undefined) {
+    if (values.quantization !== 'int4')
+      throw new SwitchyardError(`--int4-max-batch applies to --quantization int4; add it or drop the flag`);
+    const n = Number(int4);
+    if (int4 !== 'all' && !(Number.isInteger(n) && n >= 1))
+      throw new SwitchyardError(
+        `--int4-max-batch takes a number of sequences (1 or more) or 'all', got '${int4}'`,
+      );
+    settings.int4MaxBatch = int4 === 'all' ? 'all' : n;
+  }
+  return Object.keys(settings).length ? { settings } : {};
 }

@@ -8,6 +8,8 @@ export const ENGINE_HELP = `engine options (generate, bench, serve); the model m
   --device cpu|webgpu|cuda     (default cpu; cuda needs \`switchyard setup cuda\` once)
   --dtype auto|float32|float16|bfloat16 (auto: float32 on cpu, float16 on webgpu and cuda; bfloat16 on cuda; half, float, bf16 accepted)
   --quantization int4          webgpu and cuda
+  --int4-max-batch N|all       cuda int4: decode batches up to N run int4 weights, prefill and
+                               larger batches fp16, both held (default 4); all: int4 only
   --cuda-lib-dir DIR           cuda: where libcudart/cublas 13 and cuDNN 9 are, if not found
   --policy fcfs|lpm|priority   queue policy (default fcfs; also --schedule-policy)
   --max-model-len N            longest prompt + output (also --context-length, --max_req_total_len)

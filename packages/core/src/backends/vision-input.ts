@@ -4,7 +4,7 @@ import type { VisionTowerSpec } from '../model.js';
 import { type CachedGraph, cachedGraph } from '../onnx/graph-cache.js';
 
 /** Bump when the vision graphs change, so cached ones are rebuilt. */
-const VISION_GRAPH_VERSION = 2;
+const VISION_GRAPH_VERSION = 3;
 
 /** The tower's fp32 graph (projector included), built once per checkpoint and shared by backends. */
 export function visionGraph(ckpt: Checkpoint, tower: VisionTowerSpec): CachedGraph {

@@ -215,26 +215,31 @@ export class VitOps {
 
   /**
    * Concatenates a [1, 1, D] CLS embedding, broadcast over the batch, before [N, P, D] patches.
-   * The batch comes from the patches themselves (their first row × 0, plus the CLS row), not from
-   * a Shape op: ORT 1.29's CUDA plugin provider crashes on Shape's CPU-side output (its
-   * OrtMemTypeCPUOutput memory info; onnxruntime#28329). Exact for finite patch embeddings.
+   * The batch comes from the patches themselves (their first row × 0, plus the CLS row), with no
+   * op that has a CPU-side input or output: ORT 1.29's CUDA plugin provider crashed (SIGSEGV) on
+   * Shape (CPU-side output; onnxruntime#28329) and on Slice (CPU-side starts/ends) in the H200
+   * bisection (scripts/gpu/cuda-bisect-tower.mjs); Gather's indices live on the device. Exact for
+   * finite patch embeddings.
    */
   prependCls(cls: string, patches: string): string {
     const { g } = this;
-    const first = g.op(
-      'Slice',
-      [patches, g.int64([0]), g.int64([1]), g.int64([1])],
-      {},
-      { name: 'first_patch' },
-    );
+    const first = this.rows(patches, [0], 'first_patch');
     const clsN = g.op('Add', [g.op('Mul', [first, g.float32([0])]), cls], {}, { name: 'cls' });
     return g.op('Concat', [clsN, patches], { axis: 1 }, { name: 'embeddings' });
   }
 
   /** [N, S, D] → [N, S−1, D]. */
   dropCls(x: string, S: number): string {
-    const { g } = this;
-    return g.op('Slice', [x, g.int64([1]), g.int64([S]), g.int64([1])], {}, { name: 'drop_cls' });
+    return this.rows(
+      x,
+      Array.from({ length: S - 1 }, (_, i) => i + 1),
+      'drop_cls',
+    );
+  }
+
+  /** Rows `indices` of [N, S, D] (a Gather on axis 1, for the reason `prependCls` gives). */
+  private rows(x: string, indices: number[], name: string): string {
+    return this.g.op('Gather', [x, this.g.int64(indices)], { axis: 1 }, { name });
   }
 
   linear(x: string, weight: string, hasBias: boolean): string {

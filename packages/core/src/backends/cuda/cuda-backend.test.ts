@@ -5,15 +5,21 @@ import { describe, expect, it } from 'vitest';
 import type { Checkpoint } from '../../loader/checkpoint.js';
 import type { ModelSpec, VisionTowerSpec } from '../../model.js';
 import { cudaBackend } from './cuda-backend.js';
-import { kvTokensForMemory } from './cuda-executor.js';
+import { kvTokensForMemory, takesInt4 } from './cuda-executor.js';
 
 /** `createExecutor` on no checkpoint: what the backend checks before it touches one. */
-const createWith = (dtype: string, quantization: 'none' | 'int4', blockSize = 128) =>
+const createWith = (
+  dtype: string,
+  quantization: 'none' | 'int4',
+  blockSize = 128,
+  settings?: Record<string, unknown>,
+) =>
   cudaBackend.createExecutor({} as Checkpoint, { decoder: { headDim: 64 } } as ModelSpec, {
     blockSize,
     maxModelLen: 1024,
     dtype,
     quantization,
+    settings,
   });
 
 describe('cudaBackend', () => {
@@ -45,6 +51,26 @@ describe('cudaBackend', () => {
     await expect(createWith('bfloat16', 'int4', 256)).rejects.toThrow(
       /int4 weights run with float16 activations on cuda; use --dtype float16/,
     );
+  });
+
+  it('refuses a block size PagedAttention cannot run, naming the default', async () => {
+    for (const blockSize of [8, 48]) {
+      await expect(createWith('float16', 'none', blockSize)).rejects.toThrow(
+        new RegExp(`power of two and at least 16, got ${blockSize}; use --block-size 256`),
+      );
+    }
+  });
+
+  it('runs int4 weights for small decode batches only, as int4MaxBatch says', async () => {
+    expect(takesInt4(1, 1, 4)).toBe(true);
+    expect(takesInt4(1, 4, 4)).toBe(true);
+    expect(takesInt4(1, 5, 4)).toBe(false);
+    expect(takesInt4(2, 1, 4)).toBe(false); // a prefill chunk runs the half weights
+    for (const bad of [0, 2.5, 'some']) {
+      await expect(createWith('float16', 'int4', 256, { int4MaxBatch: bad })).rejects.toThrow(
+        /int4MaxBatch must be a whole number of sequences \(1 or more\) or 'all'/,
+      );
+    }
   });
 
   it('runs towers where settings.visionTower says, refusing other places', async () => {

@@ -22,6 +22,7 @@ const SETTING_KEYS = new Set<keyof CudaSettings>([
   'graphBatchSizes',
   'profilePrefix',
   'visionTower',
+  'int4MaxBatch',
 ]);
 
 /** The backend's `settings` as `CudaSettings`; an unknown key is an error naming the known ones. */
@@ -41,7 +42,7 @@ function cudaSettings(settings: Record<string, unknown> = {}): CudaSettings {
 /**
  * ONNX Runtime's CUDA provider through the C API: the fp16 (or bf16) decoder with PagedAttention
  * over KV pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights.
- * Vision towers run on the CPU backend (their embeddings go to the decoder on the device).
+ * Vision towers run on the CUDA provider too, in their own session (`visionTower: 'cpu'` moves them).
  */
 export const cudaBackend: Backend = {
   name: 'cuda',
@@ -57,6 +58,13 @@ export const cudaBackend: Backend = {
       );
     }
     checkPagedAttention(model.decoder, 'cuda');
+    if (options.blockSize < 16 || (options.blockSize & (options.blockSize - 1)) !== 0) {
+      throw new SwitchyardError(
+        `cuda: PagedAttention needs a block size that is a power of two and at least 16, got ${options.blockSize}; use --block-size ${CUDA_DEFAULT_BLOCK_SIZE} (the default)`,
+        'invalid_request',
+        'blockSize',
+      );
+    }
     if (options.blockSize < 128) {
       process.emitWarning(
         `cuda: block size ${options.blockSize} takes PagedAttention's slow path (ORT 1.29 is fast from 128); use blockSize ${CUDA_DEFAULT_BLOCK_SIZE}`,
@@ -75,15 +83,15 @@ export const cudaBackend: Backend = {
     });
   },
   /**
-   * Towers run on the CPU provider unless `settings.visionTower` is 'cuda': the same tower in a C
-   * API session on the CUDA provider (`CapiVisionRunner`, tested on ORT's CPU provider) crashed in
-   * its first run on the H200 (ORT 1.29) before its graphs lost their Shape op; 'cuda' stays
-   * opt-in until a GPU run shows it passes (docs/decisions/0008). Either way concurrent requests'
-   * images are encoded in one batch (the engine's `BatchingVisionRunner`).
+   * Towers run in their own C API session on the CUDA provider (`CapiVisionRunner`, tested on ORT's
+   * CPU provider in CI; on the H200 every VLM fixture gives transformers' ids with it), or on the
+   * CPU provider with the setting `visionTower: 'cpu'`. Either way concurrent requests' images are
+   * encoded in one batch (the engine's `BatchingVisionRunner`). Decision 0008 tells how the tower
+   * graphs lost the ops that crashed ORT 1.29's CUDA plugin provider (Shape, Slice).
    */
   async createVisionRunner(checkpoint, tower, options) {
     const settings = cudaSettings(options.settings);
-    const where = settings.visionTower ?? 'cpu';
+    const where = settings.visionTower ?? 'cuda';
     if (where !== 'cpu' && where !== 'cuda') {
       throw new SwitchyardError(
         `cuda setting visionTower must be 'cpu' or 'cuda', got '${where}'`,

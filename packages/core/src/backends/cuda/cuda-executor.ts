@@ -46,14 +46,38 @@ export interface CudaSettings {
   /** ORT's profiler on, writing `<prefix>_<date>.json` (see `endProfiling`). */
   profilePrefix?: string;
   /**
-   * Where a VLM's vision tower runs: 'cpu' (default; ORT's CPU provider) or 'cuda' (its own
-   * session on the CUDA provider; opt-in until verified on the GPU, docs/decisions/0008).
+   * Where a VLM's vision tower runs: 'cuda' (default; its own session on the CUDA provider) or
+   * 'cpu' (ORT's CPU provider, leaving the GPU's memory to the decoder).
    */
   visionTower?: 'cpu' | 'cuda';
+  /**
+   * With `quantization: 'int4'`: decode steps of up to this many sequences run the int4
+   * (MatMulNBits) weights, prefill steps and larger batches the dtype's half weights, both held
+   * (default `DEFAULT_INT4_MAX_BATCH`). 'all': every step runs int4 and no half weights are held
+   * (the least memory).
+   */
+  int4MaxBatch?: number | 'all';
 }
+
+/**
+ * Decode batches up to which int4 weights run by default. On the H200 (ORT 1.29) an 8B decode step
+ * took 3.1 ms in int4 against 5.1 ms in half precision alone, 4.3 against ~5.2 at 4 sequences,
+ * and 6.3 at 8, where half precision wins (docs/decisions/0008).
+ */
+export const DEFAULT_INT4_MAX_BATCH = 4;
 
 /** Decode batch sizes captured as CUDA graphs (like vLLM's capture sizes, up to 256). */
 export const DEFAULT_GRAPH_BATCH_SIZES = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256];
+
+/**
+ * One decoder session over the shared KV pools: its binding for steps run eagerly and its decode
+ * graphs, captured per bucket. With int4 weights there may be two: int4 for small decode batches.
+ */
+interface DecoderSession {
+  session: Ptr;
+  binding: Ptr;
+  buckets: Map<number, GraphBucket>;
+}
 
 /** One captured decode graph: its own binding over inputs and outputs at fixed device addresses. */
 interface GraphBucket {
@@ -117,6 +141,24 @@ export function cudaRecipe(options: CudaRecipeOptions, derived?: DerivedWeights)
 }
 
 /**
+ * Whether a step runs the int4 weights of a mixed pair: decode steps (one query token each) of at
+ * most `int4MaxBatch` sequences. Prefill reads each weight once for many tokens: half precision.
+ */
+export function takesInt4(maxQ: number, numSeqs: number, int4MaxBatch: number): boolean {
+  return maxQ === 1 && numSeqs <= int4MaxBatch;
+}
+
+/** `int4MaxBatch` as given, or an error saying what it may be. */
+export function checkInt4MaxBatch(value: unknown): number | 'all' {
+  if (value === 'all' || (Number.isInteger(value) && (value as number) >= 1)) return value as number | 'all';
+  throw new SwitchyardError(
+    `int4MaxBatch must be a whole number of sequences (1 or more) or 'all', got ${JSON.stringify(value)}`,
+    'invalid_request',
+    'int4MaxBatch',
+  );
+}
+
+/**
  * KV pool tokens for a memory utilization, as vLLM's `--gpu-memory-utilization`: everything in use
  * now (weights, the provider's workspace, other processes) plus the pool stays within
  * `utilization` × total device memory.
@@ -166,7 +208,11 @@ export class CudaExecutor implements Executor {
   private readonly maxLen: number;
   private readonly memInfo: Ptr;
   private readonly cpuInfo: Ptr;
-  private readonly binding: Ptr;
+  /** Half weights (int4 with int4MaxBatch 'all'): prefill and every step `small` does not take. */
+  private readonly full: DecoderSession;
+  /** int4 weights for decode batches of up to `smallMaxBatch` sequences (quantization int4). */
+  private readonly small?: DecoderSession;
+  private readonly smallMaxBatch: number;
   private readonly runOptions: Ptr;
   /** Pinned host staging of the step's int32 inputs, and its device twin. */
   private staging = { host: new Int32Array(0), hostAddress: 0n, device: 0n, capacity: 0 };
@@ -176,14 +222,14 @@ export class CudaExecutor implements Executor {
   private disposed = false;
   /** Set when decode steps replay CUDA graphs; buckets are captured on first use. */
   private graphSizes: number[];
-  private readonly buckets = new Map<number, GraphBucket>();
-  /** Steps that replayed a graph (profiling). */
+  /** Steps that replayed a graph, and steps that ran the int4 weights of a mixed pair (profiling). */
   graphSteps = 0;
+  int4Steps = 0;
 
   private constructor(
     private readonly ort: OrtRuntime,
     private readonly cuda: CudaRuntime,
-    private readonly session: Ptr,
+    sessions: { full: Ptr; small?: Ptr; smallMaxBatch: number },
     epDevice: Ptr,
     private readonly spec: DecoderSpec,
     numBlocks: number,
@@ -199,20 +245,33 @@ export class CudaExecutor implements Executor {
     this.maxBlocks = Math.ceil(this.maxLen / options.blockSize);
     this.memInfo = ort.deviceMemoryInfo(epDevice);
     this.cpuInfo = ort.cpuMemoryInfo();
-    this.binding = ort.ioBinding(session);
     // With graphs on, every other run says so (-1: neither capture nor replay).
     this.runOptions = ort.runOptions(graphs ? { gpu_graph_id: '-1' } : {});
     this.graphSizes = graphs
       ? [...(options.settings?.graphBatchSizes ?? DEFAULT_GRAPH_BATCH_SIZES)].sort((a, b) => a - b)
       : [];
-    this.bindPools(this.binding);
     if (options.settings?.attentionMetadata ?? true) {
       const host = cuda.mallocHost(8);
       this.metadata = { address: host.address, view: new Int32Array(host.view, 0, 2) };
-      const value = ort.tensorAt(this.cpuInfo, host.address, 'int32', [2]);
-      ort.bindInput(this.binding, PagedDecoderIO.attentionMetadata, value);
-      ort.release(value);
     }
+    const open = (session: Ptr): DecoderSession => {
+      const binding = ort.ioBinding(session);
+      this.bindPools(binding);
+      if (this.metadata) {
+        const value = ort.tensorAt(this.cpuInfo, this.metadata.address, 'int32', [2]);
+        ort.bindInput(binding, PagedDecoderIO.attentionMetadata, value);
+        ort.release(value);
+      }
+      return { session, binding, buckets: new Map() };
+    };
+    this.full = open(sessions.full);
+    this.small = sessions.small ? open(sessions.small) : undefined;
+    this.smallMaxBatch = sessions.smallMaxBatch;
+  }
+
+  /** The session a step runs: int4 for a decode batch of at most `smallMaxBatch`, else the full one. */
+  private sessionFor(maxQ: number, B: number): DecoderSession {
+    return this.small && takesInt4(maxQ, B, this.smallMaxBatch) ? this.small : this.full;
   }
 
   /**
@@ -253,33 +312,41 @@ export class CudaExecutor implements Executor {
         'quantization',
       );
     }
-    const recipe = {
+    const int4 = options.quantization === 'int4';
+    const int4MaxBatch = checkInt4MaxBatch(settings.int4MaxBatch ?? DEFAULT_INT4_MAX_BATCH);
+    const fullLinear: CudaLinear = int4 && int4MaxBatch === 'all' ? 'int4' : (settings.linear ?? 'matmul');
+    const recipeFor = (linear: CudaLinear): CudaRecipeOptions => ({
       dtype,
       maxPositions: options.maxModelLen,
       attentionMetadata: settings.attentionMetadata ?? true,
-      linear: (options.quantization === 'int4' ? 'int4' : (settings.linear ?? 'matmul')) as CudaLinear,
+      linear,
       fuseProjections: settings.fuseProjections ?? true,
       fuseNorms: settings.fuseNorms ?? true,
       argmaxChunks: settings.argmaxChunks ?? 128,
-    };
-    // The libraries first (a missing install fails at once), the graph next (it may take minutes),
-    // the provider last: the order measured on the H200 (opening the provider before a long graph
-    // build was followed by crashes in the first bf16/int4 runs; docs/decisions/0008).
+    });
+    // The libraries first (a missing install fails at once), the graphs next (they may take
+    // minutes), the provider last: the order measured on the H200 (opening the provider before a
+    // long graph build was followed by crashes in the first bf16/int4 runs; docs/decisions/0008).
     const libraries = options.libraries ?? locateCudaLibraries({ cudaLibDir: settings.cudaLibDir });
-    const graph = cachedGraph(
-      ckpt,
-      'decoder-paged',
-      { spec, ep: 'cuda', ...recipe },
-      (g, w, derived) => buildDecoder(g, spec, w, cudaRecipe(recipe, derived)),
-      dtype,
-      { convertAll: recipe.linear === 'int4' },
-    );
+    const graphFor = (linear: CudaLinear) => {
+      const recipe = recipeFor(linear);
+      return cachedGraph(
+        ckpt,
+        'decoder-paged',
+        { spec, ep: 'cuda', ...recipe },
+        (g, w, derived) => buildDecoder(g, spec, w, cudaRecipe(recipe, derived)),
+        dtype,
+        { convertAll: linear === 'int4' },
+      );
+    };
+    const fullGraph = graphFor(fullLinear);
+    const smallGraph = int4 && int4MaxBatch !== 'all' ? graphFor('int4') : undefined;
     const provider = openCudaProvider({ logLevel: settings.logLevel, libraries });
     const { ort, cuda, device } = provider;
     try {
-      const model = new Uint8Array(readFileSync(graph.path));
-      const folder = graph.externalDataFolder ?? dirname(graph.path);
-      const open = (cudaGraph: boolean): Ptr => {
+      const open = (graph: typeof fullGraph, cudaGraph: boolean): Ptr => {
+        const model = new Uint8Array(readFileSync(graph.path));
+        const folder = graph.externalDataFolder ?? dirname(graph.path);
         const so = ort.sessionOptions({
           optimization: 'all',
           profilePrefix: settings.profilePrefix,
@@ -297,16 +364,20 @@ export class CudaExecutor implements Executor {
         }
       };
       let graphs = (settings.cudaGraph ?? true) && !spec.imageEmbeds;
-      let session: Ptr;
+      const openAll = (cudaGraph: boolean) => {
+        const full = open(fullGraph, cudaGraph);
+        return { full, small: smallGraph && open(smallGraph, cudaGraph) };
+      };
+      let sessions: { full: Ptr; small?: Ptr };
       try {
-        session = open(graphs);
+        sessions = openAll(graphs);
       } catch (e) {
         if (!graphs) throw e;
         process.emitWarning(
           `cuda: CUDA graphs unavailable for this model (${(e as Error).message}); running without`,
         );
         graphs = false;
-        session = open(false);
+        sessions = openAll(false);
       }
       const kvBytesPerToken = CudaExecutor.kvBytesPerToken(spec);
       const tokens =
@@ -324,7 +395,18 @@ export class CudaExecutor implements Executor {
       const poolBytes = (numBlocks + 1) * options.blockSize * kvBytesPerToken;
       const pool = cuda.malloc(poolBytes);
       cuda.memset(pool, 0, poolBytes);
-      return new CudaExecutor(ort, cuda, session, device, spec, numBlocks, options, pool, graphs);
+      const smallMaxBatch = int4MaxBatch === 'all' ? 0 : int4MaxBatch;
+      return new CudaExecutor(
+        ort,
+        cuda,
+        { ...sessions, smallMaxBatch },
+        device,
+        spec,
+        numBlocks,
+        options,
+        pool,
+        graphs,
+      );
     } catch (e) {
       provider.close();
       if (e instanceof SwitchyardError) throw e;
@@ -372,9 +454,11 @@ export class CudaExecutor implements Executor {
   private step(batch: readonly StepSequence[], greedy: boolean): Float32Array | Int32Array {
     if (this.disposed) throw new SwitchyardError('the cuda executor is disposed', 'internal');
     const { T, B, S, maxQ, maxKv } = stepShape(batch);
+    const decoder = this.sessionFor(maxQ, B);
+    if (decoder === this.small) this.int4Steps++;
     if (maxQ === 1 && S === B && B <= (this.graphSizes.at(-1) ?? 0) && !this.spec.imageEmbeds) {
       try {
-        return this.graphStep(batch, greedy);
+        return this.graphStep(batch, greedy, decoder);
       } catch (e) {
         // A capture the provider refuses: run every later step without graphs (the step's KV
         // writes are idempotent, so it is simply run again below).
@@ -388,6 +472,10 @@ export class CudaExecutor implements Executor {
     const total = layout.total;
     this.ensureStaging(total);
     packStep(batch, layout, this.maxBlocks, this.pool.blockSize, this.staging.host);
+    // A step that samples nothing (prefill chunks only) still gathers one row, dropped here: ORT's
+    // CUDA kernels crashed the process on an empty sample_index (H200, ORT 1.29).
+    const rows = Math.max(S, 1);
+    if (S === 0) this.staging.host[layout.sample] = 0;
     const t0 = performance.now();
     this.cuda.upload(this.staging.device, this.staging.hostAddress, total * 4);
     const t1 = performance.now();
@@ -399,27 +487,28 @@ export class CudaExecutor implements Executor {
       [PagedDecoderIO.cuSeqlens, at(layout.cu), [B + 1]],
       [PagedDecoderIO.pastSeqlens, at(layout.past), [B]],
       [PagedDecoderIO.blockTable, at(layout.table), [B, this.maxBlocks]],
-      [PagedDecoderIO.sampleIndex, at(layout.sample), [S]],
+      [PagedDecoderIO.sampleIndex, at(layout.sample), [rows]],
     ];
+    const { binding } = decoder;
     for (const [name, address, shape] of inputs) {
       const value = ort.tensorAt(this.memInfo, address, 'int32', shape);
-      ort.bindInput(this.binding, name, value);
+      ort.bindInput(binding, name, value);
       ort.release(value);
     }
     if (this.metadata) {
       this.metadata.view[0] = maxQ;
       this.metadata.view[1] = maxKv;
     }
-    if (this.spec.imageEmbeds) this.bindImages(batch, T);
-    const outBytes = greedy ? S * 8 : S * this.vocabSize * 4;
-    const outAddress = this.ensure(this.outputBuf, Math.max(outBytes, 8));
+    if (this.spec.imageEmbeds) this.bindImages(binding, batch, T);
+    const outBytes = greedy ? rows * 8 : rows * this.vocabSize * 4;
+    const outAddress = this.ensure(this.outputBuf, outBytes);
     const outValue = greedy
-      ? ort.tensorAt(this.memInfo, outAddress, 'int64', [S])
-      : ort.tensorAt(this.memInfo, outAddress, 'float', [S, this.vocabSize]);
-    ort.clearOutputs(this.binding);
-    ort.bindOutput(this.binding, greedy ? PagedDecoderIO.nextTokens : PagedDecoderIO.logits, outValue);
+      ? ort.tensorAt(this.memInfo, outAddress, 'int64', [rows])
+      : ort.tensorAt(this.memInfo, outAddress, 'float', [rows, this.vocabSize]);
+    ort.clearOutputs(binding);
+    ort.bindOutput(binding, greedy ? PagedDecoderIO.nextTokens : PagedDecoderIO.logits, outValue);
     ort.release(outValue);
-    ort.runWithBinding(this.session, this.runOptions, this.binding);
+    ort.runWithBinding(decoder.session, this.runOptions, binding);
     const t2 = performance.now();
     // The provider's stream may be non-blocking: wait for it before reading its outputs.
     this.cuda.synchronize();
@@ -441,10 +530,13 @@ export class CudaExecutor implements Executor {
     return result;
   }
 
-  /** The bucket for a decode batch of `B`, created (and captured by its first run) on first use. */
-  private bucket(B: number): GraphBucket {
+  /**
+   * The session's bucket for a decode batch of `B`, created (and captured by its first run) on
+   * first use.
+   */
+  private bucket(decoder: DecoderSession, B: number): GraphBucket {
     const size = this.graphSizes.find((g) => g >= B) as number;
-    let b = this.buckets.get(size);
+    let b = decoder.buckets.get(size);
     if (b) return b;
     const offsets = packedLayout(size, size, size, this.maxBlocks);
     const { ids, cu, past, table, sample, total } = offsets;
@@ -453,7 +545,7 @@ export class CudaExecutor implements Executor {
     const logits = this.cuda.malloc(size * this.vocabSize * 4);
     const nextTokens = this.cuda.malloc(size * 8);
     const ort = this.ort;
-    const binding = ort.ioBinding(this.session);
+    const binding = ort.ioBinding(decoder.session);
     this.bindPools(binding);
     const at = (off: number) => device + BigInt(off * 4);
     const bind = (name: string, value: Ptr, output = false) => {
@@ -474,7 +566,7 @@ export class CudaExecutor implements Executor {
     }
     bind(PagedDecoderIO.logits, ort.tensorAt(this.memInfo, logits, 'float', [size, this.vocabSize]), true);
     bind(PagedDecoderIO.nextTokens, ort.tensorAt(this.memInfo, nextTokens, 'int64', [size]), true);
-    const runOptions = ort.runOptions({ gpu_graph_id: String(this.buckets.size + 1) });
+    const runOptions = ort.runOptions({ gpu_graph_id: String(decoder.buckets.size + 1) });
     b = {
       size,
       binding,
@@ -486,7 +578,7 @@ export class CudaExecutor implements Executor {
       logits,
       nextTokens,
     };
-    this.buckets.set(size, b);
+    decoder.buckets.set(size, b);
     return b;
   }
 
@@ -494,15 +586,19 @@ export class CudaExecutor implements Executor {
    * A decode step replayed from the bucket's CUDA graph: the real rows first, then padding rows
    * (one token at position 0 whose KV goes to the scratch block) up to the bucket size.
    */
-  private graphStep(batch: readonly StepSequence[], greedy: boolean): Float32Array | Int32Array {
+  private graphStep(
+    batch: readonly StepSequence[],
+    greedy: boolean,
+    decoder: DecoderSession,
+  ): Float32Array | Int32Array {
     const B = batch.length;
-    const bucket = this.bucket(B);
+    const bucket = this.bucket(decoder, B);
     const { offsets: o, size } = bucket;
     packDecodeBucket(batch, size, o, this.maxBlocks, this.pool.blockSize, this.pool.numBlocks, bucket.host);
     const t0 = performance.now();
     this.cuda.upload(bucket.device, bucket.hostAddress, o.total * 4);
     const t1 = performance.now();
-    this.ort.runWithBinding(this.session, bucket.runOptions, bucket.binding);
+    this.ort.runWithBinding(decoder.session, bucket.runOptions, bucket.binding);
     const t2 = performance.now();
     // The provider's stream may be non-blocking: wait for it before reading its outputs.
     this.cuda.synchronize();
@@ -525,7 +621,7 @@ export class CudaExecutor implements Executor {
     return result;
   }
 
-  private bindImages(batch: readonly StepSequence[], T: number): void {
+  private bindImages(binding: Ptr, batch: readonly StepSequence[], T: number): void {
     const hidden = this.spec.hiddenSize;
     const { data, numRows, embedIndex } = gatherImageRows(batch, hidden, T);
     const dtype = this.options.dtype ?? 'float16';
@@ -539,15 +635,15 @@ export class CudaExecutor implements Executor {
     this.cuda.synchronize();
     const embeds = this.ort.tensorAt(this.memInfo, base, dtype, [numRows, hidden]);
     const index = this.ort.tensorAt(this.memInfo, indexAt, 'int32', [T]);
-    this.ort.bindInput(this.binding, DecoderIO.imageEmbeds, embeds);
-    this.ort.bindInput(this.binding, DecoderIO.embedIndex, index);
+    this.ort.bindInput(binding, DecoderIO.imageEmbeds, embeds);
+    this.ort.bindInput(binding, DecoderIO.embedIndex, index);
     this.ort.release(embeds);
     this.ort.release(index);
   }
 
   /** Ends ORT's profile (settings.profilePrefix) and returns its JSON file. */
   endProfiling(): string {
-    return this.ort.endProfiling(this.session);
+    return this.ort.endProfiling(this.full.session);
   }
 
   /** Device memory (bytes) free and total, as the CUDA runtime reports it. */
