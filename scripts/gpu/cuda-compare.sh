@@ -2,9 +2,10 @@
 # On the GPU machine, after `. .device/setup.sh`: our engine on cuda beside the peers, one machine,
 # one go. Results to $OUT (ours-*.log / peer-*.log / compiled-*.log hold 'RESULT {json}' lines).
 #   bash scripts/gpu/cuda-compare.sh [parity[-bf16][-text]] [diag] [bisect] [conformance] [SHAPE] [int4:SHAPE] [bf16:SHAPE]
-#        [nograph:SHAPE] [compiled:SHAPE] [batchpeer:SHAPE] [peers:SHAPE]
+#        [nograph:SHAPE] [compiled:SHAPE] [batchpeer:SHAPE] [peers:SHAPE] [webgpu:SHAPE]
 # SHAPE: qwen2.5-0.5b | llama3-8b (hf_peer.py make); peers = compiled + bench (eager, generate_batch);
-# batchpeer = bench alone. parity covers the text fixtures (executor and engine) and the VLM fixtures
+# batchpeer = bench alone; webgpu = our engine on --device webgpu (scripts/gpu/bench.mjs; carry
+# .device/gl for the Vulkan loader). parity covers the text fixtures (executor and engine) and the VLM fixtures
 # (towers on cuda); conformance runs the engine conformance suite on cuda.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -41,6 +42,9 @@ for what in "$@"; do
       case "${what%%:*}" in int4) e=QUANT=int4 ;; bf16) e=DTYPE=bfloat16 ;; *) e=GRAPH=0 ;; esac
       env $e node scripts/gpu/cuda-bench.mjs "/tmp/models/$m" all 2>&1 \
         | tee "$OUT/ours-${what%%:*}-$m.log" | grep -E 'RESULT|PHASE|Error|rror:'; echo "exit ${PIPESTATUS[0]} ($what)" ;;
+    webgpu:*)
+      m=${what#*:}; make_model "$m"
+      node scripts/gpu/bench.mjs "/tmp/models/$m" all 2>&1 | tee "$OUT/ours-webgpu-$m.log" | grep -E 'RESULT|rror' ;;
     compiled:*)
       m=${what#*:}; make_model "$m"
       python3 .gpu/hf_peer.py compiled "/tmp/models/$m" 2>&1 | tee "$OUT/compiled-$m.log" | grep RESULT ;;
