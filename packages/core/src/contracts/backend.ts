@@ -40,12 +40,15 @@ export interface Backend {
   /**
    * Runs a model's vision tower (VLMs); absent = the backend cannot run towers. `dtype` is the
    * decoder's; a backend may run towers in another (cpu, webgpu and cuda run them in fp32).
-   * `settings` are the executor's, already checked by `createExecutor`.
+   * `settings` are the executor's. The engine makes the tower before the executor, so a backend
+   * that sizes its KV pool from free device memory sees the tower's memory in use: such a backend
+   * runs one batch of `maxTiles` tiles (the engine's vision batch size) before returning, as vLLM
+   * profiles its encoder before sizing the cache.
    */
   createVisionRunner?(
     checkpoint: Checkpoint,
     tower: VisionTowerSpec,
-    options: { dtype: string; settings?: Record<string, unknown> },
+    options: { dtype: string; settings?: Record<string, unknown>; maxTiles?: number },
   ): Promise<VisionRunner>;
 }
 

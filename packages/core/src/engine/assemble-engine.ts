@@ -84,19 +84,32 @@ export async function assembleEngine(
       'executorThread',
     );
   }
-  const executor =
-    isolation === 'none'
-      ? await backend.createExecutor(checkpoint, spec, executorOptions)
-      : await IsolatedExecutor.create(
-          { model: checkpoint.dir, modules, device: backend.name, options: executorOptions },
-          {
-            isolation,
-            restart: {
-              maxRestarts: options.executorThread?.maxRestarts,
-              windowMs: options.executorThread?.restartWindowMs,
+  // The tower first: a backend that sizes its KV pool from free device memory must see the
+  // tower's share in use (the cuda backend runs one full batch of tiles in createVisionRunner).
+  const tower = await visionRunner(backend, checkpoint, spec, {
+    dtype,
+    settings: options.settings,
+    maxTiles: Math.max(1, visionBatchSize),
+  });
+  let executor: Executor;
+  try {
+    executor =
+      isolation === 'none'
+        ? await backend.createExecutor(checkpoint, spec, executorOptions)
+        : await IsolatedExecutor.create(
+            { model: checkpoint.dir, modules, device: backend.name, options: executorOptions },
+            {
+              isolation,
+              restart: {
+                maxRestarts: options.executorThread?.maxRestarts,
+                windowMs: options.executorThread?.restartWindowMs,
+              },
             },
-          },
-        );
+          );
+  } catch (e) {
+    await tower?.dispose();
+    throw e;
+  }
   try {
     const { numBlocks } = executor.pool;
     if (executor.pool.blockSize !== blockSize) {
@@ -115,7 +128,6 @@ export async function assembleEngine(
         'maxNumBatchedTokens',
       );
     }
-    const tower = await visionRunner(backend, checkpoint, spec, { dtype, settings: options.settings });
     const vision = tower && new BatchingVisionRunner(tower, visionBatchSize);
     const kv = makeKv({ blockSize, numBlocks, enablePrefixCaching: options.enablePrefixCaching ?? true });
     const scheduler = makeScheduler(
@@ -145,6 +157,7 @@ export async function assembleEngine(
     return { info, checkpoint, spec, executor, scheduler, kv, vision };
   } catch (e) {
     await executor.dispose();
+    await tower?.dispose();
     throw e;
   }
 }
@@ -183,7 +196,7 @@ async function visionRunner(
   backend: Backend,
   checkpoint: Checkpoint,
   spec: ModelSpec,
-  options: { dtype: string; settings?: Record<string, unknown> },
+  options: { dtype: string; settings?: Record<string, unknown>; maxTiles: number },
 ): Promise<VisionRunner | undefined> {
   if (!spec.multimodal) return undefined;
   if (!backend.createVisionRunner) {

@@ -1,5 +1,6 @@
 import type { Backend } from '../../contracts/backend.js';
 import { SwitchyardError } from '../../errors.js';
+import type { VisionRunner } from '../../vision-runner.js';
 import { cpuBackend } from '../cpu/cpu-backend.js';
 import { checkPagedAttention } from '../webgpu/paged-attention.js';
 import type { CudaDtype, CudaSettings } from './cuda-executor.js';
@@ -107,14 +108,27 @@ export const cudaBackend: Backend = {
       import('./capi-vision-runner.js'),
     ]);
     const provider = openCudaProvider({ cudaLibDir: settings.cudaLibDir, logLevel: settings.logLevel });
+    let runner: VisionRunner | undefined;
     try {
-      return CapiVisionRunner.open(provider.ort, checkpoint, tower, {
+      runner = CapiVisionRunner.open(provider.ort, checkpoint, tower, {
         appendProvider: (so) =>
-          provider.ort.appendProvider(so, provider.device, { arena_extend_strategy: 'kSameAsRequested' }),
+          provider.ort.appendProvider(so, provider.device, {
+            arena_extend_strategy: 'kSameAsRequested',
+            // cuDNN's convolution search within a small workspace, not all the free memory.
+            cudnn_conv_use_max_workspace: '0',
+          }),
         onDispose: provider.close,
       });
+      // One full batch now, before the executor sizes its KV pool from the free memory: the
+      // tower's arena is then in use. Without it the pool took 90 % of the H200 and the tower's
+      // first run crashed the process (SIGSEGV) on the memory left (docs/decisions/0008).
+      const n = Math.max(1, options.maxTiles ?? 1);
+      const [h, w] = tower.imageSize;
+      await runner.encode(new Float32Array(n * tower.numChannels * h * w), [n, tower.numChannels, h, w]);
+      return runner;
     } catch (e) {
-      provider.close();
+      if (runner) await runner.dispose();
+      else provider.close();
       throw new SwitchyardError(
         `the cuda execution provider could not load the ${tower.name} vision tower: ${(e as Error).message}`,
         'model_load',
