@@ -1,10 +1,10 @@
-// The VLM fixtures through the engine on cuda: the decoder on the GPU, the towers on the CUDA
-// provider (the default) or, with TOWERS=cpu, on the CPU provider (settings.visionTower;
-// decision 0008's addendum). GPU machine.
-//   [TOWERS=cpu] node scripts/gpu/cuda-vlm.mjs FIXTURES_DIR > vlm.json
+// The VLM fixtures through the engine on cuda (a KV pool of 4,096 tokens): the decoder on the GPU,
+// the towers on the CPU provider (the default) or, with TOWERS=cuda, on the CUDA provider
+// (settings.visionTower; decision 0008's addenda). GPU machine.
+//   [TOWERS=cuda] node scripts/gpu/cuda-vlm.mjs FIXTURES_DIR > vlm.json
 import { vlmParity } from './vlm-parity.mjs';
 
-const towers = process.env.TOWERS ?? 'cuda';
+const towers = process.env.TOWERS ?? 'cpu';
 const rows = await vlmParity(process.argv[2], {
   device: 'cuda',
   blockSize: 256,

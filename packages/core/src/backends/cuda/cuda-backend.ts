@@ -43,7 +43,7 @@ function cudaSettings(settings: Record<string, unknown> = {}): CudaSettings {
 /**
  * ONNX Runtime's CUDA provider through the C API: the fp16 (or bf16) decoder with PagedAttention
  * over KV pools on the device, IO binding, CUDA graphs for decode steps, optional int4 weights.
- * Vision towers run on the CUDA provider too, in their own session (`visionTower: 'cpu'` moves them).
+ * Vision towers run on the CPU provider (`visionTower: 'cuda'`, opt-in: their own CUDA session).
  */
 export const cudaBackend: Backend = {
   name: 'cuda',
@@ -84,15 +84,17 @@ export const cudaBackend: Backend = {
     });
   },
   /**
-   * Towers run in their own C API session on the CUDA provider (`CapiVisionRunner`, tested on ORT's
-   * CPU provider in CI; on the H200 every VLM fixture gives transformers' ids with it), or on the
-   * CPU provider with the setting `visionTower: 'cpu'`. Either way concurrent requests' images are
-   * encoded in one batch (the engine's `BatchingVisionRunner`). Decision 0008 tells how the tower
-   * graphs lost the ops that crashed ORT 1.29's CUDA plugin provider (Shape, Slice).
+   * Towers run on the CPU provider unless `settings.visionTower` is 'cuda': the tower in its own C
+   * API session on the CUDA provider (`CapiVisionRunner`, tested on ORT's CPU provider in CI). On
+   * the H200 that session gives every VLM fixture transformers' ids beside a small KV pool, but
+   * its first run crashes the process (SIGSEGV) once the decoder's pool is large (25.6 GB crashed,
+   * 2.6 GB ran; `switchyard serve`'s default pool is 90 % of the GPU), so it stays opt-in
+   * (docs/decisions/0008). Either way concurrent requests' images are encoded in one batch (the
+   * engine's `BatchingVisionRunner`).
    */
   async createVisionRunner(checkpoint, tower, options) {
     const settings = cudaSettings(options.settings);
-    const where = settings.visionTower ?? 'cuda';
+    const where = settings.visionTower ?? 'cpu';
     if (where !== 'cpu' && where !== 'cuda') {
       throw new SwitchyardError(
         `cuda setting visionTower must be 'cpu' or 'cuda', got '${where}'`,

@@ -46,8 +46,8 @@ export interface CudaSettings {
   /** ORT's profiler on, writing `<prefix>_<date>.json` (see `endProfiling`). */
   profilePrefix?: string;
   /**
-   * Where a VLM's vision tower runs: 'cuda' (default; its own session on the CUDA provider) or
-   * 'cpu' (ORT's CPU provider, leaving the GPU's memory to the decoder).
+   * Where a VLM's vision tower runs: 'cpu' (default; ORT's CPU provider) or 'cuda' (its own session
+   * on the CUDA provider; opt-in: it crashes beside a large KV pool, docs/decisions/0008).
    */
   visionTower?: 'cpu' | 'cuda';
   /**
