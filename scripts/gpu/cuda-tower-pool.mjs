@@ -1,7 +1,7 @@
 // The CUDA tower beside a KV pool of a given size (GPU machine; decision 0008's addenda): the tower
 // on the CUDA provider, the decoder's pool of KV_TOKENS, then three tower runs, a text request and
-// a picture request, each printed as it ends. On the H200 (ORT 1.29) a pool of 10M llava-tiny
-// tokens (2.6 GB) ran and one of 100M (25.6 GB) crashed the tower's first run (SIGSEGV).
+// a picture request, each printed as it ends. On the H200 (ORT 1.29) a pool of 20M llava-tiny
+// tokens (5.1 GB) ran and one of 100M (25.6 GB) crashed the tower's first run (SIGSEGV).
 //   node scripts/gpu/cuda-tower-pool.mjs FIXTURE_DIR IMAGE KV_TOKENS
 import { readFileSync } from 'node:fs';
 import { createEngine } from '@switchyard/server/engine';

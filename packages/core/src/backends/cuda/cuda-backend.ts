@@ -88,7 +88,7 @@ export const cudaBackend: Backend = {
    * API session on the CUDA provider (`CapiVisionRunner`, tested on ORT's CPU provider in CI). On
    * the H200 that session gives every VLM fixture transformers' ids beside a small KV pool, but
    * its first run crashes the process (SIGSEGV) once the decoder's pool is large (25.6 GB crashed,
-   * 2.6 GB ran; `switchyard serve`'s default pool is 90 % of the GPU), so it stays opt-in
+   * 5.1 GB ran; `switchyard serve`'s default pool is 90 % of the GPU), so it stays opt-in
    * (docs/decisions/0008). Either way concurrent requests' images are encoded in one batch (the
    * engine's `BatchingVisionRunner`).
    */
