@@ -5,23 +5,13 @@ import type { VisionTowerSpec } from '../../model.js';
 import { VisionIO } from '../../onnx/vit.js';
 import type { VisionRunner } from '../../vision-runner.js';
 import { towerBatchSize, visionGraph } from '../vision-input.js';
-import type { CudaRuntime } from './cuda-runtime.js';
 import { type GraphOptimization, HostBuffer, type OrtRuntime, type Ptr } from './ort-capi.js';
-
-/** Device buffers for the tower's input and output, bound instead of host ones (the cuda backend). */
-export interface TowerDeviceIO {
-  cuda: CudaRuntime;
-  /** The provider's device memory info (`OrtRuntime.deviceMemoryInfo`). */
-  memInfo: Ptr;
-}
 
 /**
  * A model family's vision tower (fp32, projector included) in a session of the ORT C API binding:
  * on the CUDA provider when `appendProvider` attaches it (the cuda backend), on ORT's CPU provider
- * otherwise (how CI tests it). Pixel values go in from, and features come back to, buffers at
- * fixed addresses through IO binding: host buffers (ORT copies them to and from the device), or
- * with `deviceIO` device buffers we copy ourselves, as the decoder does — on the H200 the host-bound
- * tower crashed once the device held a large KV pool (docs/decisions/0008). All images of one
+ * otherwise (how CI tests it). Pixel values go in from, and features come back to, host buffers at
+ * fixed addresses through IO binding (ORT copies them to and from the device). All images of one
  * `encode` run as one batch; `dispose` releases the session and calls `onDispose`.
  */
 export class CapiVisionRunner implements VisionRunner {
@@ -29,7 +19,6 @@ export class CapiVisionRunner implements VisionRunner {
   private readonly cpuInfo: Ptr;
   private input = new HostBuffer(0);
   private output = new HostBuffer(0);
-  private deviceBuffers = { input: 0n, output: 0n, inputBytes: 0, outputBytes: 0 };
   private disposed = false;
 
   private constructor(
@@ -37,7 +26,6 @@ export class CapiVisionRunner implements VisionRunner {
     private readonly session: Ptr,
     readonly tower: VisionTowerSpec,
     private readonly onDispose: () => void,
-    private readonly deviceIO?: TowerDeviceIO,
   ) {
     this.binding = ort.ioBinding(session);
     this.cpuInfo = ort.cpuMemoryInfo();
@@ -51,12 +39,9 @@ export class CapiVisionRunner implements VisionRunner {
       appendProvider,
       onDispose = () => {},
       optimization = 'all',
-      deviceIO,
     }: {
       appendProvider?: (so: Ptr) => void;
       onDispose?: () => void;
-      /** Bind device buffers (copied with this runtime) instead of host ones. */
-      deviceIO?: TowerDeviceIO;
       /** ORT's graph optimization level for the tower's session. */
       optimization?: keyof typeof GraphOptimization;
     } = {},
@@ -72,7 +57,7 @@ export class CapiVisionRunner implements VisionRunner {
     try {
       appendProvider?.(so);
       const session = ort.session(new Uint8Array(readFileSync(graph.path)), so);
-      return new CapiVisionRunner(ort, session, tower, onDispose, deviceIO);
+      return new CapiVisionRunner(ort, session, tower, onDispose);
     } finally {
       ort.release(so);
     }
@@ -85,7 +70,6 @@ export class CapiVisionRunner implements VisionRunner {
     const outShape = [n, tokensPerImage, hiddenSize];
     if (n === 0) return { data: new Float32Array(0), shape: outShape };
     const outCount = n * tokensPerImage * hiddenSize;
-    if (this.deviceIO) return this.encodeOnDevice(pixels, [n, numChannels, h, w], outShape, outCount);
     this.input = grown(this.input, pixels.byteLength);
     this.output = grown(this.output, outCount * 4);
     new Float32Array(this.input.bytes, 0, pixels.length).set(pixels);
@@ -104,54 +88,9 @@ export class CapiVisionRunner implements VisionRunner {
     return { data: new Float32Array(this.output.bytes, 0, outCount).slice(), shape: outShape };
   }
 
-  /** `encode` through device buffers: our copy in, the run, our copy out. */
-  private encodeOnDevice(
-    pixels: Float32Array,
-    inShape: number[],
-    outShape: number[],
-    outCount: number,
-  ): { data: Float32Array; shape: number[] } {
-    const { cuda, memInfo } = this.deviceIO as TowerDeviceIO;
-    const d = this.deviceBuffers;
-    if (d.inputBytes < pixels.byteLength) {
-      if (d.inputBytes) cuda.free(d.input);
-      d.inputBytes = Math.max(pixels.byteLength, 2 * d.inputBytes);
-      d.input = cuda.malloc(d.inputBytes);
-    }
-    if (d.outputBytes < outCount * 4) {
-      if (d.outputBytes) cuda.free(d.output);
-      d.outputBytes = Math.max(outCount * 4, 2 * d.outputBytes);
-      d.output = cuda.malloc(d.outputBytes);
-    }
-    cuda.upload(d.input, pixels);
-    // A pageable source: the copy must land before the provider's stream reads it.
-    cuda.synchronize();
-    const ort = this.ort;
-    const input = ort.tensorAt(memInfo, d.input, 'float', inShape);
-    const output = ort.tensorAt(memInfo, d.output, 'float', outShape);
-    try {
-      ort.bindInput(this.binding, VisionIO.pixelValues, input);
-      ort.bindOutput(this.binding, VisionIO.imageFeatures, output);
-      ort.runWithBinding(this.session, null, this.binding);
-      cuda.synchronize();
-    } finally {
-      ort.clearBindings(this.binding);
-      ort.release(input);
-      ort.release(output);
-    }
-    const data = new Float32Array(outCount);
-    cuda.download(data, d.output);
-    return { data, shape: outShape };
-  }
-
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    if (this.deviceIO) {
-      const d = this.deviceBuffers;
-      if (d.inputBytes) this.deviceIO.cuda.free(d.input);
-      if (d.outputBytes) this.deviceIO.cuda.free(d.output);
-    }
     this.ort.release(this.binding);
     this.ort.release(this.session);
     this.ort.release(this.cpuInfo);

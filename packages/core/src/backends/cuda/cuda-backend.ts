@@ -120,7 +120,6 @@ export const cudaBackend: Backend = {
             cudnn_conv_use_max_workspace: '0',
           }),
         onDispose: provider.close,
-        deviceIO: { cuda: provider.cuda, memInfo: provider.ort.deviceMemoryInfo(provider.device) },
       });
       // One full batch now, before the executor sizes its KV pool from the free memory: the
       // tower's arena is then in use. Without it the pool took 90 % of the H200 and the tower's
