@@ -121,9 +121,8 @@ export const cudaBackend: Backend = {
           }),
         onDispose: provider.close,
       });
-      // One full batch now, before the executor sizes its KV pool from the free memory: the
-      // tower's arena is then in use. Without it the pool took 90 % of the H200 and the tower's
-      // first run crashed the process (SIGSEGV) on the memory left (docs/decisions/0008).
+      // One full batch now, before the executor sizes its KV pool from the free memory, so the
+      // tower's arena counts as in use (vLLM profiles its encoder before sizing the cache too).
       const n = Math.max(1, options.maxTiles ?? 1);
       const [h, w] = tower.imageSize;
       await runner.encode(new Float32Array(n * tower.numChannels * h * w), [n, tower.numChannels, h, w]);
